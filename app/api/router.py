@@ -1,0 +1,112 @@
+"""The JSON API (/api/v1): bearer tokens scoped to a project and verbs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from app.auth.deps import ApiPrincipal, api_principal, get_db
+from app.core.errors import NotFound
+from app.exports.formats import ExportFormat
+from app.exports.router import stream_export
+from app.items import repository as items_repo
+from app.items import service as items
+from app.items.router import check_declared_size, file_format_of, read_upload
+from app.labeling.service import project_progress
+from app.projects import repository
+from app.projects.policies import Action, authorize
+
+router = APIRouter(prefix="/api/v1", tags=["api"])
+
+
+class ItemsIn(BaseModel):
+    items: list[dict[str, Any]] = Field(
+        description="Items as in a JSONL import: prompt, responses, external_id, metadata")
+
+
+def _project_json(project, progress=None) -> dict[str, Any]:  # noqa: ANN001
+    out = {"id": project.id, "name": project.name, "task_type": project.task_type,
+           "overlap_k": project.overlap_k, "lease_minutes": project.lease_minutes}
+    if progress is not None:
+        out["progress"] = {"total": progress.total, "done": progress.done,
+                           "in_progress": progress.in_progress, "todo": progress.todo}
+    return out
+
+
+def _import_response(report: items.ImportReport) -> JSONResponse:
+    status = 202 if report.job_id is not None else (200 if report.ok else 422)
+    return JSONResponse(report.as_dict(), status_code=status)
+
+
+@router.get("/projects")
+def api_list_projects(p: ApiPrincipal = Depends(api_principal),
+                      db: Session = Depends(get_db)) -> list[dict[str, Any]]:
+    projects = repository.list_projects_for(db, user=p.user)
+    if p.token is not None:
+        projects = [(proj, role) for proj, role in projects if proj.id == p.token.project_id]
+    return [dict(_project_json(proj), role=role) for proj, role in projects]
+
+
+@router.get("/projects/{project_id}")
+def api_get_project(project_id: int, p: ApiPrincipal = Depends(api_principal),
+                    db: Session = Depends(get_db)) -> dict[str, Any]:
+    p.check(project_id=project_id, scope="read")
+    access = authorize(db, user=p.user, project_id=project_id, action=Action.VIEW)
+    progress = (project_progress(db, project=access.project)
+                if access.can(Action.SEE_PROGRESS) else None)
+    return _project_json(access.project, progress)
+
+
+@router.post("/projects/{project_id}/items", dependencies=[Depends(check_declared_size)])
+def api_import_items(project_id: int, body: ItemsIn, p: ApiPrincipal = Depends(api_principal),
+                     db: Session = Depends(get_db)) -> JSONResponse:
+    """Import items given as JSON; the report numbers them from 1 as 'line'."""
+    p.check(project_id=project_id, scope="import")
+    access = authorize(db, user=p.user, project_id=project_id, action=Action.IMPORT)
+    data = "\n".join(json.dumps(i, ensure_ascii=False) for i in body.items).encode()
+    report = items.import_file(db, project=access.project, user=p.user, data=data,
+                               filename="api.jsonl", file_format="jsonl")
+    return _import_response(report)
+
+
+@router.post("/projects/{project_id}/imports", dependencies=[Depends(check_declared_size)])
+async def api_import_file(project_id: int, file: UploadFile = File(...),
+                          file_format: str = Form(""), p: ApiPrincipal = Depends(api_principal),
+                          db: Session = Depends(get_db)) -> JSONResponse:
+    """Import a JSONL or CSV file; large files answer 202 with a job to poll."""
+    p.check(project_id=project_id, scope="import")
+    access = authorize(db, user=p.user, project_id=project_id, action=Action.IMPORT)
+    data = await read_upload(file)
+    fmt = file_format_of(file.filename or "upload", file_format)
+    report = items.import_file(db, project=access.project, user=p.user, data=data,
+                               filename=file.filename or "upload", file_format=fmt)
+    return _import_response(report)
+
+
+@router.get("/projects/{project_id}/imports/{job_id}")
+def api_import_job(project_id: int, job_id: int, p: ApiPrincipal = Depends(api_principal),
+                   db: Session = Depends(get_db)) -> dict[str, Any]:
+    p.check(project_id=project_id, scope="import")
+    authorize(db, user=p.user, project_id=project_id, action=Action.IMPORT)
+    job = items_repo.get_import_job(db, job_id=job_id)
+    if job is None or job.project_id != project_id:
+        raise NotFound("No such import job.")
+    progress = items.job_progress(db, job=job)
+    return {"id": job.id, "status": job.status, "phase": job.phase, "total": job.total,
+            "written": progress.written, "percent": progress.percent, "report": job.report,
+            "error": job.error}
+
+
+@router.get("/projects/{project_id}/export")
+def api_export(project_id: int, format: ExportFormat = ExportFormat.STANDARD,  # noqa: A002
+               p: ApiPrincipal = Depends(api_principal),
+               db: Session = Depends(get_db)) -> Response:
+    """Stream the project's preference pairs as JSONL in TRL's format."""
+    p.check(project_id=project_id, scope="export")
+    access = authorize(db, user=p.user, project_id=project_id, action=Action.EXPORT)
+    return stream_export(access.project, format)

@@ -1,0 +1,141 @@
+"""Request dependencies: the database session, the logged-in user, CSRF, API tokens."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.auth import service
+from app.core.config import get_settings
+from app.core.db import begin_write, get_sessionmaker
+from app.core.errors import DomainError, Forbidden, Unauthorized
+from app.core.security import CookieSigner
+from app.models import ApiToken, User
+
+SESSION_COOKIE = "tandem_session"
+LOGIN_CSRF_COOKIE = "tandem_login_csrf"
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class LoginRequired(DomainError):
+    status_code = 401
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One transaction per request: committed before the response is sent, else rolled back.
+
+    A POST, PUT, PATCH or DELETE starts as a writer (on SQLite: BEGIN IMMEDIATE), so two
+    writers queue on the busy timeout rather than failing halfway.
+    """
+    session = get_sessionmaker()()
+    try:
+        if request.method in UNSAFE_METHODS:
+            begin_write(session)
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def signer() -> CookieSigner:
+    return CookieSigner(get_settings().resolved_secret_key())
+
+
+def optional_user(request: Request, db: Session = Depends(get_db)) -> User | None:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    request.state.user = None
+    request.state.csrf_token = ""
+    if not cookie:
+        return None
+    session_id = signer().unsign(cookie)
+    if session_id is None:
+        return None
+    found = service.resolve_session(db, session_id=session_id)
+    if found is None:
+        return None
+    user, row = found
+    request.state.user = user
+    request.state.csrf_token = row.csrf_token
+    return user
+
+
+async def _submitted_csrf(request: Request) -> str:
+    token = request.headers.get("X-CSRF-Token", "")
+    if token:
+        return token
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await request.form()
+        value = form.get("csrf_token", "")
+        return value if isinstance(value, str) else ""
+    return ""
+
+
+async def require_user(request: Request, user: User | None = Depends(optional_user)) -> User:
+    """The logged-in user; a state-changing request must also carry the session's CSRF token."""
+    if user is None:
+        raise LoginRequired("Please log in.")
+    if request.method in UNSAFE_METHODS:
+        submitted = await _submitted_csrf(request)
+        if not submitted or not hmac.compare_digest(submitted, request.state.csrf_token):
+            raise Forbidden("The form has expired or did not come from Tandem (CSRF check). "
+                            "Reload the page and try again.")
+    return user
+
+
+async def check_login_csrf(request: Request) -> None:
+    """Login happens before there is a session: a double-submit cookie guards its form."""
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    submitted = await _submitted_csrf(request)
+    if not cookie or not submitted or not hmac.compare_digest(cookie, submitted):
+        raise Forbidden("The login form has expired. Reload the page and try again.")
+
+
+@dataclass(frozen=True)
+class ApiPrincipal:
+    user: User
+    token: ApiToken | None
+
+    def check(self, *, project_id: int, scope: str) -> None:
+        """A token works only on its own project and for the verbs it was given."""
+        if self.token is None:
+            return
+        if self.token.project_id != project_id:
+            raise Forbidden("This API token is not valid for this project.")
+        if scope not in self.token.scopes:
+            raise Forbidden(f"This API token lacks the '{scope}' scope.")
+
+
+def api_principal(request: Request, db: Session = Depends(get_db)) -> ApiPrincipal:
+    """Bearer token for API clients; a browser session (with CSRF header) works too."""
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        found = service.resolve_api_token(db, secret=header[7:].strip())
+        if found is None:
+            raise Unauthorized("Invalid or revoked API token.")
+        user, token = found
+        return ApiPrincipal(user=user, token=token)
+    user = optional_user(request, db)
+    if user is None:
+        raise Unauthorized("Send an API token: 'Authorization: Bearer tdm_...'.")
+    if request.method in UNSAFE_METHODS:
+        submitted = request.headers.get("X-CSRF-Token", "")
+        if not hmac.compare_digest(submitted, request.state.csrf_token):
+            raise Forbidden("Missing CSRF header for a session-authenticated API call.")
+    return ApiPrincipal(user=user, token=None)
+
+
+def api_scope(scope: str) -> Callable[..., ApiPrincipal]:
+    def dependency(principal: ApiPrincipal = Depends(api_principal)) -> ApiPrincipal:
+        if principal.token is not None and scope not in principal.token.scopes:
+            raise Forbidden(f"This API token lacks the '{scope}' scope.")
+        return principal
+
+    return dependency

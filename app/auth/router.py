@@ -1,0 +1,85 @@
+"""Log in and out."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from app.auth import service
+from app.auth.deps import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    check_login_csrf,
+    get_db,
+    optional_user,
+    require_user,
+    signer,
+)
+from app.core.config import get_settings
+from app.core.errors import Unauthorized
+from app.core.security import new_token
+from app.core.templating import render
+from app.models import User
+
+router = APIRouter(include_in_schema=False)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths: a login link must not bounce users to another site."""
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return "/projects"
+
+
+def _login_page(request: Request, *, next_url: str, error: str | None = None,
+                status_code: int = 200) -> Response:
+    token = new_token(24)
+    response = render(request, "auth/login.html",
+                      {"login_csrf": token, "next_url": next_url, "error": error},
+                      status_code=status_code)
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
+                        secure=get_settings().cookie_secure, path="/login")
+    return response
+
+
+@router.get("/")
+def home(user: User | None = Depends(optional_user)) -> Response:
+    return RedirectResponse("/projects" if user else "/login", status_code=303)
+
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None) -> Response:  # noqa: A002
+    return _login_page(request, next_url=_safe_next(next))
+
+
+@router.post("/login", dependencies=[Depends(check_login_csrf)])
+def login(request: Request, email: str = Form(...), password: str = Form(...),
+          next_url: str = Form("/projects"), db: Session = Depends(get_db)) -> Response:
+    try:
+        user = service.authenticate(db, email=email, password=password)
+    except Unauthorized as exc:
+        return _login_page(request, next_url=_safe_next(next_url), error=exc.message,
+                           status_code=401)
+    settings = get_settings()
+    old = request.cookies.get(SESSION_COOKIE)
+    if old and (old_id := signer().unsign(old)):
+        service.end_session(db, session_id=old_id)
+    new = service.start_session(db, user=user, max_age_s=settings.session_max_age_s)
+    response = RedirectResponse(_safe_next(next_url), status_code=303)
+    response.set_cookie(SESSION_COOKIE, signer().sign(new.session_id), httponly=True,
+                        samesite="lax", secure=settings.cookie_secure,
+                        max_age=settings.session_max_age_s)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, _: User = Depends(require_user),
+           db: Session = Depends(get_db)) -> Response:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie and (session_id := signer().unsign(cookie)):
+        service.end_session(db, session_id=session_id)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response

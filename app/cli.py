@@ -1,0 +1,230 @@
+"""The ``tandem`` command: run the server and workers, migrate, manage users, import, export."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from app.core.config import ROOT, get_settings
+
+
+@click.group()
+def main() -> None:
+    """Tandem: human and AI feedback on LLM responses."""
+
+
+@main.command()
+def migrate() -> None:
+    """Apply the database migrations (creates the SQLite file when needed)."""
+    from app.core.migrate import upgrade
+
+    get_settings().data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade()
+    click.echo("database is at the latest schema")
+
+
+def _create_user(email: str, name: str, password: str, admin: bool) -> None:
+    from app.auth.service import create_user
+    from app.core.db import session_scope
+    from app.core.errors import DomainError
+
+    try:
+        with session_scope(write=True) as db:
+            create_user(db, email=email, name=name, password=password, is_admin=admin)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"created {'site admin' if admin else 'user'} {email}")
+
+
+@main.command("create-admin")
+@click.option("--email", prompt=True)
+@click.option("--name", prompt=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def create_admin(email: str, name: str, password: str) -> None:
+    """Create a site admin, who can create projects."""
+    _create_user(email, name, password, admin=True)
+
+
+@main.command("create-user")
+@click.option("--email", prompt=True)
+@click.option("--name", prompt=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def create_user_cmd(email: str, name: str, password: str) -> None:
+    """Create a user (add them to projects as labeler, reviewer or admin)."""
+    _create_user(email, name, password, admin=False)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=8000, type=int)
+@click.option("--workers", default=1, type=int, help="uvicorn worker processes")
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the web server."""
+    import uvicorn
+
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers,
+                proxy_headers=True, log_level="info", timeout_graceful_shutdown=20)
+
+
+def _worker_argv(queues: str, concurrency: int, pool: str | None) -> list[str]:
+    argv = [sys.executable, "-m", "celery", "-A", "worker.main", "worker", "-Q", queues,
+            "--concurrency", str(concurrency), "--loglevel", "INFO"]
+    if pool:
+        argv += ["--pool", pool]
+    return argv
+
+
+@main.command()
+@click.option("--queues", default="import,export,judge,generate")
+@click.option("--concurrency", default=1, type=int)
+@click.option("--pool", default=None, help="prefork (default), solo or threads")
+def worker(queues: str, concurrency: int, pool: str | None) -> None:
+    """Run a Celery worker."""
+    os.execv(sys.executable, _worker_argv(queues, concurrency, pool))
+
+
+@main.command("import")
+@click.argument("project_id", type=int)
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "file_format", type=click.Choice(["jsonl", "csv"]), default=None)
+def import_cmd(project_id: int, path: Path, file_format: str | None) -> None:
+    """Import a JSONL or CSV file into a project (all of it, or nothing if a line is bad)."""
+    from app.core.db import session_scope
+    from app.core.errors import DomainError
+    from app.items.parsing import RecordError, detect_format
+    from app.items.service import import_file
+    from app.projects.repository import get_project
+
+    try:
+        fmt = detect_format(path.name, file_format)
+    except RecordError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        with session_scope(write=True) as db:
+            project = get_project(db, project_id=project_id)
+            if project is None:
+                raise click.ClickException(f"no project {project_id}")
+            report = import_file(db, project=project, user=None, data=path.read_bytes(),
+                                 filename=path.name, file_format=fmt)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    if not report.ok:
+        for e in report.errors:
+            click.echo(f"{path}:{e.line}: {e.message}", err=True)
+        raise click.ClickException(f"{report.error_count} bad lines; nothing was imported")
+    if report.job_id is not None:
+        click.echo(f"large file: import job {report.job_id} queued; a worker will run it")
+    else:
+        click.echo(f"imported {report.created} new items; {report.unchanged} already present")
+
+
+@main.command("export")
+@click.argument("project_id", type=int)
+@click.option("--format", "fmt", type=click.Choice(["standard", "conversational"]),
+              default="standard")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def export_cmd(project_id: int, fmt: str, output: Path) -> None:
+    """Write the project's preference pairs as JSONL in TRL's format."""
+    from app.exports.formats import ExportFormat
+    from app.exports.service import ExportStats, iter_jsonl
+
+    stats = ExportStats()
+    tmp = output.with_name(output.name + ".part")
+    with tmp.open("wb") as fh:
+        for chunk in iter_jsonl(project_id=project_id, fmt=ExportFormat(fmt), stats=stats):
+            fh.write(chunk)
+    tmp.replace(output)  # a reader never sees half a file
+    click.echo(json.dumps({"pairs": stats.pairs, "labels": stats.labels,
+                           "ties_left_out": stats.ties_left_out, "output": str(output)}))
+
+
+@main.command("create-token")
+@click.argument("project_id", type=int)
+@click.option("--email", required=True, help="the user the token acts as")
+@click.option("--name", default="cli")
+@click.option("--scopes", default="export,read")
+def create_token(project_id: int, email: str, name: str, scopes: str) -> None:
+    """Issue a project-scoped API token and print it once."""
+    from app.auth import repository
+    from app.auth.service import create_api_token
+    from app.core.db import session_scope
+
+    with session_scope(write=True) as db:
+        user = repository.get_user_by_email(db, email=email)
+        if user is None:
+            raise click.ClickException(f"no user {email}")
+        issued = create_api_token(db, user=user, project_id=project_id, name=name,
+                                  scopes=[s.strip() for s in scopes.split(",") if s.strip()])
+    click.echo(issued.secret)
+
+
+@main.command()
+def demo() -> None:
+    """Create the demo project and logins (once)."""
+    from app.core.db import session_scope
+    from app.demo.seed import seed_demo
+
+    with session_scope(write=True) as db:
+        seeded = seed_demo(db)
+    click.echo(f"demo project {seeded.project_id} {'created' if seeded.created else 'present'}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1")
+@click.option("--port", default=8000, type=int)
+@click.pass_context
+def dev(ctx: click.Context, host: str, port: int) -> None:
+    """Migrate, seed the demo, then run the web server and a worker until Ctrl-C."""
+    from app.demo.seed import ADMIN, LABELERS
+
+    settings = get_settings()
+    ctx.invoke(migrate)
+    ctx.invoke(demo)
+    env = dict(os.environ, TANDEM_DATA_DIR=str(settings.data_dir))
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--host", host,
+                          "--port", str(port)], cwd=ROOT, env=env),
+        subprocess.Popen(_worker_argv("import,export,judge,generate", 1, "solo"), cwd=ROOT,
+                         env=env),
+    ]
+    click.echo(
+        f"\n  Tandem is running at http://{host}:{port}\n"
+        f"  admin:   {ADMIN[0]} / {ADMIN[2]}\n"
+        f"  labeler: {LABELERS[0][0]} / {LABELERS[0][2]}\n"
+        f"  database: {settings.resolved_database_url}\n"
+        f"  Press Ctrl-C to stop.\n"
+    )
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping and all(p.poll() is None for p in procs):
+        time.sleep(0.3)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+    click.echo("Tandem stopped.")
+    failed = [p.returncode for p in procs if p.returncode not in (0, -signal.SIGTERM, None)]
+    if failed and not stopping:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

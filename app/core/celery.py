@@ -1,0 +1,42 @@
+"""The Celery application, configured from settings. Tasks are addressed by name."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from celery import Celery
+
+from app.core.config import Settings, get_settings
+
+TASK_MODULES = ["app.items.tasks"]
+QUEUES = ("import", "export", "judge", "generate")
+
+
+def make_celery(settings: Settings) -> Celery:
+    broker = settings.resolved_broker_url
+    app = Celery("tandem", broker=broker, include=TASK_MODULES)
+    options: dict = {}
+    if broker.startswith("filesystem"):
+        folder = settings.broker_folder
+        folder.mkdir(parents=True, exist_ok=True)
+        options = {"data_folder_in": str(folder), "data_folder_out": str(folder)}
+    app.conf.update(
+        broker_transport_options=options,
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="import",
+        task_routes={"items.*": {"queue": "import"}, "exports.*": {"queue": "export"}},
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        task_always_eager=settings.celery_always_eager,
+    )
+    return app
+
+
+@lru_cache
+def get_celery() -> Celery:
+    return make_celery(get_settings())

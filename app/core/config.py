@@ -1,0 +1,61 @@
+"""Settings: the one place that reads the environment (prefix ``TANDEM_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TANDEM_", env_file=None, extra="ignore")
+
+    data_dir: Path = ROOT / "data"
+    database_url: str = ""
+    broker_url: str = ""
+    secret_key: str = ""
+    base_url: str = "http://127.0.0.1:8000"
+    session_max_age_s: int = 14 * 24 * 3600
+    cookie_secure: bool = False
+    lease_minutes: float = 30.0
+    # Imports above this many items run as a Celery job with a progress bar.
+    import_sync_limit: int = 2000
+    max_upload_bytes: int = 200 * 1024 * 1024
+    max_line_bytes: int = 1024 * 1024
+    max_response_chars: int = 100_000
+    max_responses: int = 8
+    celery_always_eager: bool = Field(default=False, description="only for debugging")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'tandem.sqlite3'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.data_dir / "broker"
+
+    def resolved_secret_key(self) -> str:
+        """The signing key; generated once into the data folder when none is configured."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

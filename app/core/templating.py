@@ -1,0 +1,50 @@
+"""The Jinja2 environment: autoescape on everywhere, with the helpers pages share."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from app.core.config import ROOT
+from app.core.markdown import render_markdown
+
+
+def _prompt_messages(prompt: Any) -> list[dict[str, str]]:
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return list(prompt)
+
+
+_env = Environment(
+    loader=FileSystemLoader(ROOT / "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_env.filters["markdown"] = render_markdown
+_env.filters["prompt_messages"] = _prompt_messages
+_env.filters["tojson_compact"] = lambda v: json.dumps(v, separators=(",", ":"))
+
+templates = Jinja2Templates(env=_env)
+
+
+def render(request: Request, name: str, context: dict[str, Any] | None = None, *,
+           status_code: int = 200, headers: dict[str, str] | None = None):  # noqa: ANN201
+    """Render a page or partial with the request's user and CSRF token available."""
+    ctx = {
+        "user": getattr(request.state, "user", None),
+        "csrf_token": getattr(request.state, "csrf_token", ""),
+        "flash": None,
+    }
+    ctx.update(context or {})
+    return templates.TemplateResponse(request, name, ctx, status_code=status_code,
+                                      headers=headers)
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("HX-Request") == "true"

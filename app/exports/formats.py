@@ -1,0 +1,84 @@
+"""Turn labels into preference pairs, in TRL's standard and conversational formats."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from app.models import HumanLabel, Response
+
+
+class ExportFormat(StrEnum):
+    STANDARD = "standard"  # prompt / chosen / rejected as strings
+    CONVERSATIONAL = "conversational"  # the same as lists of chat messages
+
+
+@dataclass(frozen=True)
+class Pair:
+    chosen: Response
+    rejected: Response
+
+
+def pairs_of(label: HumanLabel, responses: dict[int, Response]) -> tuple[list[Pair], bool]:
+    """The ordered pairs a label states, and whether it was a tie (which yields none).
+
+    A ranking gives every ordered pair; a human edit is chosen over the response it came
+    from; ratings give a pair for every two responses rated differently.
+    """
+    pairs: list[Pair] = []
+    if label.choice is not None:
+        if label.choice == "tie":
+            return [], True
+        a, b = responses.get(label.response_a_id or 0), responses.get(label.response_b_id or 0)
+        if a and b:
+            pairs.append(Pair(a, b) if label.choice == "a" else Pair(b, a))
+    elif label.ranking:
+        ranked = [responses[i] for i in label.ranking if i in responses]
+        pairs.extend(Pair(ranked[i], ranked[j])
+                     for i in range(len(ranked)) for j in range(i + 1, len(ranked)))
+    else:
+        if label.edited_response_id and label.edited_response_id in responses:
+            edited = responses[label.edited_response_id]
+            parent = responses.get(edited.parent_response_id or 0)
+            if parent:
+                pairs.append(Pair(edited, parent))
+        rated = sorted(((int(rid), v) for rid, v in (label.ratings or {}).items()),
+                       key=lambda t: -t[1])
+        for i, (hi, hv) in enumerate(rated):
+            for lo, lv in rated[i + 1:]:
+                if hv > lv and hi in responses and lo in responses:
+                    pairs.append(Pair(responses[hi], responses[lo]))
+    return pairs, False
+
+
+def prompt_text(prompt: Any) -> str:
+    """A chat prompt as plain text for the standard format (role headers, blank lines)."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in prompt)
+
+
+def prompt_messages(prompt: Any) -> list[dict[str, str]]:
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    return [{"role": m["role"], "content": m["content"]} for m in prompt]
+
+
+def row(prompt: Any, pair: Pair, fmt: ExportFormat) -> dict[str, Any]:
+    if fmt == ExportFormat.CONVERSATIONAL:
+        return {
+            "prompt": prompt_messages(prompt),
+            "chosen": [{"role": "assistant", "content": pair.chosen.text}],
+            "rejected": [{"role": "assistant", "content": pair.rejected.text}],
+        }
+    return {"prompt": prompt_text(prompt), "chosen": pair.chosen.text,
+            "rejected": pair.rejected.text}
+
+
+def rows_for(prompt: Any, label: HumanLabel, responses: dict[int, Response],
+             fmt: ExportFormat) -> Iterator[dict[str, Any]]:
+    pairs, _ = pairs_of(label, responses)
+    for pair in pairs:
+        yield row(prompt, pair, fmt)

@@ -1,0 +1,42 @@
+"""Export page and download (session auth); the API serves the same stream by token."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
+
+from app.auth.deps import get_db, require_user
+from app.core.templating import render
+from app.exports.formats import ExportFormat
+from app.exports.service import export_stats, iter_jsonl
+from app.models import Project, User
+from app.projects.policies import Action, authorize
+
+router = APIRouter(include_in_schema=False)
+
+
+def stream_export(project: Project, fmt: ExportFormat) -> StreamingResponse:
+    filename = f"tandem-project-{project.id}-{fmt.value}.jsonl"
+    return StreamingResponse(
+        iter_jsonl(project_id=project.id, fmt=fmt),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get("/projects/{project_id}/export")
+def export_page(request: Request, project_id: int, user: User = Depends(require_user),
+                db: Session = Depends(get_db)) -> Response:
+    access = authorize(db, user=user, project_id=project_id, action=Action.EXPORT)
+    return render(request, "exports/page.html", {
+        "project": access.project, "stats": export_stats(project_id=project_id),
+        "formats": list(ExportFormat),
+    })
+
+
+@router.get("/projects/{project_id}/export.jsonl")
+def download(project_id: int, format: ExportFormat = ExportFormat.STANDARD,  # noqa: A002
+             user: User = Depends(require_user), db: Session = Depends(get_db)) -> Response:
+    access = authorize(db, user=user, project_id=project_id, action=Action.EXPORT)
+    return stream_export(access.project, format)

@@ -1,0 +1,308 @@
+"""Parse and validate import files (JSONL or CSV), reporting every bad line and why.
+
+Nothing here touches the database: the caller imports the items only when there are no
+errors, so a file is imported whole or not at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLES = {"system", "user", "assistant"}
+MAX_ERRORS_REPORTED = 200
+RESERVED = {"external_id", "id", "prompt", "responses", "metadata"}
+
+
+@dataclass(frozen=True)
+class ParsedResponse:
+    text: str
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedItem:
+    line: int
+    external_id: str
+    prompt: str | list[dict[str, str]]
+    responses: list[ParsedResponse]
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LineError:
+    line: int
+    message: str
+
+
+@dataclass
+class ParseResult:
+    items: list[ParsedItem] = field(default_factory=list)
+    errors: list[LineError] = field(default_factory=list)
+    error_count: int = 0
+    lines: int = 0
+
+    def add_error(self, line: int, message: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_ERRORS_REPORTED:
+            self.errors.append(LineError(line, message))
+
+    @property
+    def ok(self) -> bool:
+        return self.error_count == 0
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_line_bytes: int = 1024 * 1024
+    max_responses: int = 8
+    max_response_chars: int = 100_000
+
+
+class RecordError(ValueError):
+    """One record is unusable; the message says why, in the user's words."""
+
+
+def detect_format(filename: str, declared: str | None = None) -> str:
+    if declared in {"jsonl", "csv"}:
+        return declared
+    lower = filename.lower()
+    if lower.endswith(".csv"):
+        return "csv"
+    if lower.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    raise RecordError("Unknown file type: name it .jsonl or .csv (or choose the format).")
+
+
+def content_id(prompt: Any, responses: list[ParsedResponse]) -> str:
+    """A stable id for a record without one, so re-importing it is recognised."""
+    blob = json.dumps([prompt, [r.text for r in responses]], sort_keys=True, ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _prompt(value: Any) -> str | list[dict[str, str]]:
+    if value is None:
+        raise RecordError("missing field 'prompt'")
+    if isinstance(value, str):
+        if not value.strip():
+            raise RecordError("'prompt' is empty")
+        return value
+    if isinstance(value, list):
+        if not value:
+            raise RecordError("'prompt' is an empty list of messages")
+        messages = []
+        for i, m in enumerate(value, start=1):
+            if not isinstance(m, dict):
+                raise RecordError(f"wrong type: prompt message {i} must be an object "
+                                  "with 'role' and 'content'")
+            role, content = m.get("role"), m.get("content")
+            if role not in ROLES:
+                raise RecordError(f"prompt message {i} has role {role!r}; "
+                                  "use system, user or assistant")
+            if not isinstance(content, str):
+                raise RecordError(f"wrong type: prompt message {i} 'content' must be a string")
+            messages.append({"role": role, "content": content})
+        return messages
+    raise RecordError(f"wrong type: 'prompt' must be a string or a list of chat messages, "
+                      f"not {type(value).__name__}")
+
+
+def _responses(value: Any, limits: Limits) -> list[ParsedResponse]:
+    if value is None:
+        raise RecordError("missing field 'responses'")
+    if not isinstance(value, list):
+        raise RecordError(f"wrong type: 'responses' must be a list, not {type(value).__name__}")
+    out = []
+    for i, r in enumerate(value, start=1):
+        if isinstance(r, str):
+            text, model = r, None
+        elif isinstance(r, dict):
+            text, model = r.get("text"), r.get("model")
+            if text is None:
+                raise RecordError(f"missing field 'text' in response {i}")
+            if model is not None and not isinstance(model, str):
+                raise RecordError(f"wrong type: response {i} 'model' must be a string")
+        else:
+            raise RecordError(f"wrong type: response {i} must be a string or an object "
+                              "with 'text'")
+        if not isinstance(text, str):
+            raise RecordError(f"wrong type: response {i} 'text' must be a string")
+        if not text.strip():
+            raise RecordError(f"response {i} is empty")
+        if len(text) > limits.max_response_chars:
+            raise RecordError(f"too large: response {i} has {len(text)} characters "
+                              f"(limit {limits.max_response_chars})")
+        out.append(ParsedResponse(text=text, model=model or None))
+    if len(out) < 2:
+        raise RecordError(f"too few responses: {len(out)} (an item needs at least 2)")
+    if len(out) > limits.max_responses:
+        raise RecordError(f"too many responses: {len(out)} (at most {limits.max_responses})")
+    return out
+
+
+def validate_record(obj: Any, *, line: int, limits: Limits) -> ParsedItem:
+    if not isinstance(obj, dict):
+        raise RecordError(f"wrong type: expected a JSON object, not {type(obj).__name__}")
+    prompt = _prompt(obj.get("prompt"))
+    responses = _responses(obj.get("responses"), limits)
+    ext = obj.get("external_id", obj.get("id"))
+    if ext is not None and not isinstance(ext, str | int) or isinstance(ext, bool):
+        raise RecordError("wrong type: 'external_id' must be a string or a number")
+    ext_str = str(ext).strip() if ext is not None else ""
+    if len(ext_str) > 200:
+        raise RecordError("too large: 'external_id' is over 200 characters")
+    metadata = obj.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise RecordError("wrong type: 'metadata' must be an object")
+    extra = {k: v for k, v in obj.items() if k not in RESERVED}
+    return ParsedItem(
+        line=line,
+        external_id=ext_str or content_id(prompt, responses),
+        prompt=prompt,
+        responses=responses,
+        metadata={**extra, **metadata},
+    )
+
+
+def _split_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    for n, raw in enumerate(data.split(b"\n"), start=1):
+        yield n, raw.rstrip(b"\r")
+
+
+def _decode(raw: bytes, n: int) -> str:
+    if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"not UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}") \
+            from None
+
+
+def parse_jsonl(data: bytes, *, limits: Limits,
+                progress: Callable[[int], None] | None = None) -> ParseResult:
+    result = ParseResult()
+    for n, raw in _split_lines(data):
+        if progress and n % 1000 == 0:
+            progress(n)
+        if not raw.strip():
+            continue
+        result.lines += 1
+        try:
+            if len(raw) > limits.max_line_bytes:
+                raise RecordError(f"too large: {len(raw)} bytes (limit {limits.max_line_bytes})")
+            text = _decode(raw, n)
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise RecordError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+            result.items.append(validate_record(obj, line=n, limits=limits))
+        except RecordError as exc:
+            result.add_error(n, str(exc))
+    return result
+
+
+def parse_csv(data: bytes, *, limits: Limits,
+              progress: Callable[[int], None] | None = None) -> ParseResult:
+    """CSV with a header: prompt, response_1..response_8 (or response_a, response_b, ...),
+    optional model_1.. / model_a.., external_id, metadata (a JSON object); any other column
+    goes into the item's metadata. A prompt cell holding a JSON list of messages is a chat."""
+    result = ParseResult()
+    bad_lines = set()
+    for n, raw in _split_lines(data):
+        try:
+            _decode(raw, n)
+        except RecordError as exc:
+            result.add_error(n, str(exc))
+            bad_lines.add(n)
+    if bad_lines:
+        return result
+    text = data.decode("utf-8-sig")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    if "prompt" not in header:
+        result.add_error(1, "missing column 'prompt' in the header line")
+        return result
+    response_cols = [h for h in header if h.startswith("response_")]
+    if len(response_cols) < 2:
+        result.add_error(1, "the header needs at least two response columns "
+                            "(response_1, response_2, ...)")
+        return result
+    while True:
+        n = reader.line_num + 1  # the physical line the next row starts on
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            result.add_error(n, f"invalid CSV: {exc}")
+            break
+        if progress and n % 1000 == 0:
+            progress(n)
+        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+            continue
+        result.lines += 1
+        try:
+            if None in row:
+                raise RecordError("more cells than header columns")
+            if sum(len(v or "") for v in row.values()) > limits.max_line_bytes:
+                raise RecordError(f"too large: over {limits.max_line_bytes} bytes")
+            result.items.append(_csv_record(row, response_cols, line=n, limits=limits))
+        except RecordError as exc:
+            result.add_error(n, str(exc))
+    return result
+
+
+def _csv_record(row: dict[str, str], response_cols: list[str], *, line: int,
+                limits: Limits) -> ParsedItem:
+    prompt: Any = row.get("prompt", "")
+    if prompt.lstrip().startswith("["):
+        try:
+            prompt = json.loads(prompt)
+        except json.JSONDecodeError:
+            pass  # a prompt that merely starts with "[" is text
+    responses = []
+    for col in response_cols:
+        text = row.get(col) or ""
+        if text.strip():
+            model = row.get("model_" + col.removeprefix("response_")) or None
+            responses.append({"text": text, "model": model})
+    metadata: Any = {}
+    if (row.get("metadata") or "").strip():
+        try:
+            metadata = json.loads(row["metadata"])
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"invalid JSON in the metadata cell: {exc.msg}") from None
+    used = {"prompt", "external_id", "id", "metadata", *response_cols}
+    used |= {"model_" + c.removeprefix("response_") for c in response_cols}
+    extra = {k: v for k, v in row.items() if k not in used and v not in (None, "")}
+    obj = {"prompt": prompt, "responses": responses, "external_id": row.get("external_id") or None,
+           "metadata": {**extra, **metadata} if isinstance(metadata, dict) else metadata}
+    return validate_record(obj, line=line, limits=limits)
+
+
+def parse_file(data: bytes, *, file_format: str, limits: Limits,
+               progress: Callable[[int], None] | None = None) -> ParseResult:
+    """Parse a whole file and flag duplicate external ids inside it."""
+    parser = parse_csv if file_format == "csv" else parse_jsonl
+    result = parser(data, limits=limits, progress=progress)
+    seen: dict[str, int] = {}
+    unique = []
+    for item in result.items:
+        first = seen.get(item.external_id)
+        if first is not None:
+            result.add_error(item.line, f"duplicate external_id {item.external_id!r} "
+                                        f"(first on line {first})")
+            continue
+        seen[item.external_id] = item.line
+        unique.append(item)
+    result.items = unique
+    result.errors.sort(key=lambda e: e.line)
+    if result.lines == 0 and result.ok:
+        result.add_error(1, "the file has no items")
+    return result

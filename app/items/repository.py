@@ -1,0 +1,98 @@
+"""Queries for items, responses and import jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from app.models import ImportJob, Item, Response
+
+
+def existing_external_ids(db: Session, *, project_id: int, external_ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(external_ids), 500):
+        chunk = external_ids[start : start + 500]
+        found.update(
+            db.scalars(
+                select(Item.external_id).where(
+                    Item.project_id == project_id, Item.external_id.in_(chunk)
+                )
+            )
+        )
+    return found
+
+
+def count_items(db: Session, *, project_id: int) -> int:
+    return db.scalar(
+        select(func.count()).select_from(Item).where(Item.project_id == project_id, Item.ready)
+    ) or 0
+
+
+def get_item(db: Session, *, item_id: int) -> Item | None:
+    item = db.get(Item, item_id)
+    return item if item is not None and item.ready else None
+
+
+def list_responses(db: Session, *, item_id: int) -> list[Response]:
+    return list(
+        db.scalars(
+            select(Response)
+            .where(Response.item_id == item_id)
+            .order_by(Response.position, Response.id)
+        )
+    )
+
+
+def responses_for_items(db: Session, *, item_ids: Iterable[int]) -> dict[int, list[Response]]:
+    out: dict[int, list[Response]] = {}
+    ids = list(item_ids)
+    if not ids:
+        return out
+    for r in db.scalars(
+        select(Response).where(Response.item_id.in_(ids)).order_by(Response.position, Response.id)
+    ):
+        out.setdefault(r.item_id, []).append(r)
+    return out
+
+
+def list_items_page(db: Session, *, project_id: int, after_id: int, limit: int) -> list[Item]:
+    return list(
+        db.scalars(
+            select(Item)
+            .where(Item.project_id == project_id, Item.ready, Item.id > after_id)
+            .order_by(Item.id)
+            .limit(limit)
+        )
+    )
+
+
+def get_import_job(db: Session, *, job_id: int) -> ImportJob | None:
+    return db.get(ImportJob, job_id)
+
+
+def list_import_jobs(db: Session, *, project_id: int, limit: int = 10) -> list[ImportJob]:
+    return list(
+        db.scalars(
+            select(ImportJob)
+            .where(ImportJob.project_id == project_id)
+            .order_by(ImportJob.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def count_job_items(db: Session, *, job_id: int) -> int:
+    return db.scalar(select(func.count()).select_from(Item).where(Item.import_job_id == job_id)) or 0
+
+
+def delete_unfinished_job_items(db: Session, *, job_id: int) -> None:
+    db.execute(delete(Item).where(Item.import_job_id == job_id, Item.ready.is_(False)))
+
+
+def publish_job_items(db: Session, *, job_id: int) -> int:
+    result = db.execute(
+        update(Item).where(Item.import_job_id == job_id, Item.ready.is_(False)).values(ready=True)
+    )
+    return result.rowcount or 0

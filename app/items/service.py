@@ -1,0 +1,215 @@
+"""Importing items: validate the whole file, then write all of it or none of it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import insert, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.core.config import get_settings
+from app.core.db import session_scope
+from app.core.errors import Conflict
+from app.core.jobs import enqueue_after_commit
+from app.items import repository
+from app.items.parsing import Limits, LineError, ParsedItem, parse_file
+from app.models import ImportJob, Item, Project, Response, User
+from app.models.items import JobStatus, ResponseSource
+from app.models.types import utcnow
+
+BATCH = 1000
+
+
+@dataclass
+class ImportReport:
+    """What an import did, or why it did nothing."""
+
+    lines: int = 0
+    created: int = 0
+    unchanged: int = 0
+    errors: list[LineError] = field(default_factory=list)
+    error_count: int = 0
+    job_id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error_count == 0
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "lines": self.lines,
+            "created": self.created,
+            "unchanged": self.unchanged,
+            "error_count": self.error_count,
+            "errors": [{"line": e.line, "message": e.message} for e in self.errors],
+            "job_id": self.job_id,
+        }
+
+
+def limits() -> Limits:
+    s = get_settings()
+    return Limits(max_line_bytes=s.max_line_bytes, max_responses=s.max_responses,
+                  max_response_chars=s.max_response_chars)
+
+
+def import_file(db: Session, *, project: Project, user: User | None, data: bytes,
+                filename: str, file_format: str) -> ImportReport:
+    """Import a file. Small files are written now; large ones go to a Celery job."""
+    parsed = parse_file(data, file_format=file_format, limits=limits())
+    report = ImportReport(lines=parsed.lines, errors=parsed.errors,
+                          error_count=parsed.error_count)
+    if not parsed.ok:
+        return report
+    if len(parsed.items) > get_settings().import_sync_limit:
+        job = ImportJob(project_id=project.id, created_by_id=user.id if user else None,
+                        filename=filename[:300], file_format=file_format, content=data,
+                        total=len(parsed.items))
+        db.add(job)
+        db.flush()
+        enqueue_after_commit(db, "items.run_import", job.id)
+        report.job_id = job.id
+        return report
+    report.created, report.unchanged = insert_items(db, project_id=project.id,
+                                                    items=parsed.items)
+    return report
+
+
+def insert_items(db: Session, *, project_id: int, items: list[ParsedItem],
+                 job_id: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+    """Insert the items whose external id is new; returns (created, unchanged).
+
+    Items written for a background job stay invisible (``ready`` false) until the job
+    publishes them all at once.
+    """
+    existing = repository.existing_external_ids(
+        db, project_id=project_id, external_ids=[i.external_id for i in items]
+    )
+    new = [i for i in items if i.external_id not in existing]
+    now = utcnow()
+    try:
+        for start in range(0, len(new), BATCH):
+            batch = new[start : start + BATCH]
+            ids = db.scalars(
+                insert(Item).returning(Item.id, sort_by_parameter_order=True),
+                [
+                    {"project_id": project_id, "external_id": i.external_id, "prompt": i.prompt,
+                     "meta": i.metadata, "import_job_id": job_id, "ready": job_id is None,
+                     "created_at": now}
+                    for i in batch
+                ],
+            ).all()
+            db.execute(
+                insert(Response),
+                [
+                    {"item_id": item_id, "position": pos, "text": r.text, "model_name": r.model,
+                     "source": ResponseSource.IMPORTED, "created_at": now}
+                    for item_id, parsed in zip(ids, batch, strict=True)
+                    for pos, r in enumerate(parsed.responses)
+                ],
+            )
+            if progress:
+                progress(start + len(batch))
+    except IntegrityError as exc:
+        raise Conflict("Another import added some of these items at the same moment; "
+                       "run this import again (it will skip what is there).") from exc
+    return len(new), len(items) - len(new)
+
+
+def run_import_job(*, job_id: int) -> None:
+    """Body of the ``items.run_import`` task: idempotent, safe to run again after a crash."""
+    with session_scope(write=True) as db:
+        claimed = db.execute(
+            update(ImportJob)
+            .where(ImportJob.id == job_id,
+                   ImportJob.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+            .values(status=JobStatus.RUNNING, phase="validating", started_at=utcnow())
+        ).rowcount
+        if not claimed:
+            return  # gone, or finished already
+        job = repository.get_import_job(db, job_id=job_id)
+        assert job is not None
+        # A run killed halfway left invisible items behind: start again from nothing.
+        repository.delete_unfinished_job_items(db, job_id=job_id)
+        data, file_format, project_id = job.content or b"", job.file_format, job.project_id
+
+    parsed = parse_file(data, file_format=file_format, limits=limits())
+    if not parsed.ok:
+        report = ImportReport(lines=parsed.lines, errors=parsed.errors,
+                              error_count=parsed.error_count)
+        _finish(job_id, status=JobStatus.FAILED, report=report,
+                error=f"{parsed.error_count} bad lines; nothing was imported")
+        return
+    try:
+        with session_scope() as db:
+            existing = repository.existing_external_ids(
+                db, project_id=project_id, external_ids=[i.external_id for i in parsed.items]
+            )
+        todo = [i for i in parsed.items if i.external_id not in existing]
+        created, unchanged = 0, len(parsed.items) - len(todo)
+        _set_phase(job_id, "importing", total=len(todo))
+        for start in range(0, len(todo), BATCH):
+            # Each batch commits, so the page can count the rows as they land.
+            with session_scope(write=True) as db:
+                c, u = insert_items(db, project_id=project_id, items=todo[start : start + BATCH],
+                                    job_id=job_id)
+                created += c
+                unchanged += u
+        with session_scope(write=True) as db:
+            repository.publish_job_items(db, job_id=job_id)
+            _finish_in(db, job_id, status=JobStatus.SUCCEEDED,
+                       report=ImportReport(lines=parsed.lines, created=created,
+                                           unchanged=unchanged, job_id=job_id))
+    except Exception as exc:
+        with session_scope(write=True) as db:
+            repository.delete_unfinished_job_items(db, job_id=job_id)
+            _finish_in(db, job_id, status=JobStatus.FAILED, report=None,
+                       error=f"import failed: {type(exc).__name__}: {exc}"[:2000])
+        raise
+
+
+def _set_phase(job_id: int, phase: str, *, total: int) -> None:
+    with session_scope(write=True) as db:
+        db.execute(update(ImportJob).where(ImportJob.id == job_id).values(phase=phase,
+                                                                           total=total))
+
+
+def _finish(job_id: int, *, status: str, report: ImportReport | None,
+            error: str | None = None) -> None:
+    with session_scope(write=True) as db:
+        _finish_in(db, job_id, status=status, report=report, error=error)
+
+
+def _finish_in(db: Session, job_id: int, *, status: str, report: ImportReport | None,
+               error: str | None = None) -> None:
+    db.execute(
+        update(ImportJob)
+        .where(ImportJob.id == job_id)
+        .values(status=status, phase="done", finished_at=utcnow(), content=None,
+                report=report.as_dict() if report else None, error=error,
+                done=report.created if report else 0)
+    )
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    job: ImportJob
+    written: int
+
+    @property
+    def percent(self) -> int:
+        if self.job.status == JobStatus.SUCCEEDED:
+            return 100
+        if not self.job.total:
+            return 0
+        return min(99, round(100 * self.written / self.job.total))
+
+
+def job_progress(db: Session, *, job: ImportJob) -> JobProgress:
+    """Progress counted from the rows the job has written, not from a counter."""
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        return JobProgress(job=job, written=job.done)
+    return JobProgress(job=job, written=repository.count_job_items(db, job_id=job.id))

@@ -1,0 +1,154 @@
+"""Queries for the labeling queue: leases, slots and labels."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Select, and_, case, exists, func, literal, select, text
+from sqlalchemy.orm import Session
+
+from app.models import Assignment, HumanLabel, Item, User
+from app.models.labels import AssignmentStatus
+
+
+def _labels_on(item_id_col) -> Select:  # noqa: ANN001
+    return (
+        select(func.count())
+        .select_from(HumanLabel)
+        .where(HumanLabel.item_id == item_id_col)
+        .scalar_subquery()
+    )
+
+
+def _live_leases_on(item_id_col, now: datetime, *, except_user: int | None = None) -> Select:  # noqa: ANN001
+    cond = [
+        Assignment.item_id == item_id_col,
+        Assignment.status == AssignmentStatus.ACTIVE,
+        Assignment.expires_at > now,
+    ]
+    if except_user is not None:
+        cond.append(Assignment.user_id != except_user)
+    return select(func.count()).select_from(Assignment).where(*cond).scalar_subquery()
+
+
+def active_assignment(db: Session, *, project_id: int, user_id: int) -> Assignment | None:
+    return db.scalar(
+        select(Assignment)
+        .where(
+            Assignment.project_id == project_id,
+            Assignment.user_id == user_id,
+            Assignment.status == AssignmentStatus.ACTIVE,
+        )
+        .order_by(Assignment.id)
+        .limit(1)
+    )
+
+
+def get_assignment(db: Session, *, item_id: int, user_id: int) -> Assignment | None:
+    return db.scalar(
+        select(Assignment).where(Assignment.item_id == item_id, Assignment.user_id == user_id)
+    )
+
+
+def lock_user_queue(db: Session, *, project_id: int, user_id: int) -> None:
+    """Serialise one labeler's queue calls (two tabs, a double click) on PostgreSQL.
+
+    SQLite needs nothing: its writers hold the database lock from BEGIN IMMEDIATE.
+    """
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": project_id, "b": user_id})
+
+
+def lock_item(db: Session, *, item_id: int) -> Item | None:
+    """Take the item's row lock: every change to its slots happens under it."""
+    return db.scalar(
+        select(Item).where(Item.id == item_id, Item.ready).with_for_update()
+    )
+
+
+def next_candidate(db: Session, *, project_id: int, user_id: int, k: int, now: datetime,
+                   exclude: list[int]) -> int | None:
+    """The first item with a free slot that this labeler never had, locked (PostgreSQL)."""
+    query = (
+        select(Item.id)
+        .where(
+            Item.project_id == project_id,
+            Item.ready,
+            ~exists().where(Assignment.item_id == Item.id, Assignment.user_id == user_id),
+            _labels_on(Item.id) + _live_leases_on(Item.id, now) < k,
+        )
+        .order_by(Item.id)
+        .limit(1)
+    )
+    if exclude:
+        query = query.where(Item.id.not_in(exclude))
+    if db.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=Item)
+    return db.scalar(query)
+
+
+def used_slots(db: Session, *, item_id: int, now: datetime, except_user: int | None = None) -> int:
+    """Labels on the item plus live leases of others: a fresh statement, so a fresh snapshot."""
+    return db.scalar(
+        select(_labels_on(literal(item_id)) + _live_leases_on(literal(item_id), now,
+                                                               except_user=except_user))
+    ) or 0
+
+
+def get_label_by_key(db: Session, *, idempotency_key: str) -> HumanLabel | None:
+    return db.scalar(select(HumanLabel).where(HumanLabel.idempotency_key == idempotency_key))
+
+
+def get_label(db: Session, *, item_id: int, user_id: int) -> HumanLabel | None:
+    return db.scalar(
+        select(HumanLabel).where(HumanLabel.item_id == item_id, HumanLabel.user_id == user_id)
+    )
+
+
+def item_status_counts(db: Session, *, project_id: int, k: int, now: datetime) -> dict[str, int]:
+    """Items done (k labels), in progress (some labels or a live lease) and to do."""
+    labels = (
+        select(HumanLabel.item_id, func.count().label("n"))
+        .where(HumanLabel.project_id == project_id)
+        .group_by(HumanLabel.item_id)
+        .subquery()
+    )
+    leased = (
+        select(Assignment.item_id)
+        .where(
+            Assignment.project_id == project_id,
+            Assignment.status == AssignmentStatus.ACTIVE,
+            Assignment.expires_at > now,
+        )
+        .distinct()
+        .subquery()
+    )
+    n = func.coalesce(labels.c.n, 0)
+    status = case(
+        (n >= k, "done"),
+        (and_(n == 0, leased.c.item_id.is_(None)), "todo"),
+        else_="in_progress",
+    )
+    rows = db.execute(
+        select(status.label("status"), func.count())
+        .select_from(Item)
+        .outerjoin(labels, labels.c.item_id == Item.id)
+        .outerjoin(leased, leased.c.item_id == Item.id)
+        .where(Item.project_id == project_id, Item.ready)
+        .group_by(status)
+    )
+    counts = {"done": 0, "in_progress": 0, "todo": 0}
+    counts.update({s: c for s, c in rows})
+    return counts
+
+
+def labels_per_labeler(db: Session, *, project_id: int) -> list[tuple[User, int, float]]:
+    """Each labeler's label count and mean seconds per item."""
+    rows = db.execute(
+        select(User, func.count(HumanLabel.id), func.avg(HumanLabel.time_spent_ms))
+        .join(HumanLabel, HumanLabel.user_id == User.id)
+        .where(HumanLabel.project_id == project_id)
+        .group_by(User.id)
+        .order_by(func.count(HumanLabel.id).desc())
+    )
+    return [(u, n, float(ms or 0) / 1000) for u, n, ms in rows]

@@ -1,0 +1,237 @@
+"""The labeling queue: lease the next item, take a label once, skip, let leases expire.
+
+Every change to an item's slots happens under the item's row lock (PostgreSQL) or the
+database write lock (SQLite), and slots are recounted from rows under that lock, so no
+item gets more than k labels and no labeler gets an item twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from app.core.errors import BadRequest, Conflict, NotFound
+from app.items import repository as items
+from app.models import Assignment, HumanLabel, Item, Project, Response, Rule, User
+from app.models.items import ResponseSource
+from app.models.labels import AssignmentStatus
+from app.models.projects import TaskType
+from app.models.types import utcnow
+from app.labeling import repository
+from app.labeling.schemas import LabelIn
+from app.projects.service import get_rules
+
+MAX_DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class Task:
+    """What the labeling page shows: the leased item, its responses and the rules."""
+
+    assignment: Assignment
+    item: Item
+    responses: list[Response]
+    rules: list[Rule]
+
+
+def next_task(db: Session, *, project: Project, user: User) -> Task | None:
+    """The labeler's current lease, or a new lease on the next item with a free slot."""
+    now = utcnow()
+    repository.lock_user_queue(db, project_id=project.id, user_id=user.id)
+    lease = timedelta(minutes=project.lease_minutes)
+    current = repository.active_assignment(db, project_id=project.id, user_id=user.id)
+    while current is not None:
+        if current.expires_at > now:
+            return _task(db, current)
+        # An expired lease of ours: keep it if the item still has room for us.
+        repository.lock_item(db, item_id=current.item_id)
+        if repository.used_slots(db, item_id=current.item_id, now=now,
+                                 except_user=user.id) < project.overlap_k:
+            current.leased_at, current.expires_at = now, now + lease
+            db.flush()
+            return _task(db, current)
+        current.status, current.finished_at = AssignmentStatus.EXPIRED, now
+        db.flush()
+        current = repository.active_assignment(db, project_id=project.id, user_id=user.id)
+
+    tried: list[int] = []
+    while True:
+        item_id = repository.next_candidate(db, project_id=project.id, user_id=user.id,
+                                            k=project.overlap_k, now=now, exclude=tried)
+        if item_id is None:
+            return None
+        # The candidate query may have read a snapshot older than our lock: recount.
+        if repository.used_slots(db, item_id=item_id, now=now) >= project.overlap_k:
+            tried.append(item_id)
+            continue
+        assignment = Assignment(project_id=project.id, item_id=item_id, user_id=user.id,
+                                status=AssignmentStatus.ACTIVE, leased_at=now,
+                                expires_at=now + lease)
+        db.add(assignment)
+        db.flush()
+        return _task(db, assignment)
+
+
+def current_task(db: Session, *, project: Project, user: User) -> Task | None:
+    """The labeler's live lease, without taking a new one (for a plain page view)."""
+    current = repository.active_assignment(db, project_id=project.id, user_id=user.id)
+    if current is None or current.expires_at <= utcnow():
+        return None
+    return _task(db, current)
+
+
+def _task(db: Session, assignment: Assignment) -> Task:
+    item = items.get_item(db, item_id=assignment.item_id)
+    if item is None:
+        raise NotFound("That item is gone.")
+    originals = [r for r in items.list_responses(db, item_id=item.id)
+                 if r.source != ResponseSource.HUMAN_EDIT]
+    _, rules = get_rules(db, project_id=assignment.project_id)
+    return Task(assignment=assignment, item=item, responses=originals, rules=rules)
+
+
+def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) -> HumanLabel:
+    """Store one label; a repeated submit (same key, or same item again) returns the first."""
+    item = repository.lock_item(db, item_id=data.item_id)
+    if item is None or item.project_id != project.id:
+        raise NotFound("No such item in this project.")
+    earlier = repository.get_label_by_key(db, idempotency_key=data.idempotency_key)
+    if earlier is not None:
+        if earlier.user_id != user.id:
+            raise Conflict("This submission key belongs to someone else.")
+        return earlier
+    earlier = repository.get_label(db, item_id=item.id, user_id=user.id)
+    if earlier is not None:
+        return earlier
+
+    now = utcnow()
+    assignment = repository.get_assignment(db, item_id=item.id, user_id=user.id)
+    if assignment is None or assignment.status not in (AssignmentStatus.ACTIVE,):
+        raise Conflict("This item is not assigned to you (it was skipped or reassigned). "
+                       "Take the next item.")
+    if repository.used_slots(db, item_id=item.id, now=now,
+                             except_user=user.id) >= project.overlap_k:
+        assignment.status, assignment.finished_at = AssignmentStatus.EXPIRED, now
+        raise Conflict("Your lease on this item expired and other labelers have filled it. "
+                       "Your label was not stored; take the next item.")
+
+    responses = items.list_responses(db, item_id=item.id)
+    originals = [r for r in responses if r.source != ResponseSource.HUMAN_EDIT]
+    _, rules = get_rules(db, project_id=project.id)
+    rule_set_id = rules[0].rule_set_id if rules else None
+    label = HumanLabel(
+        project_id=project.id, item_id=item.id, user_id=user.id, assignment_id=assignment.id,
+        rule_set_id=rule_set_id, idempotency_key=data.idempotency_key,
+        task_type=project.task_type,
+        rule_violations=_violations(data, originals, rules),
+        rationale=data.rationale.strip(),
+        time_spent_ms=_time_spent(data, assignment, now),
+        created_at=now,
+    )
+    if project.task_type == TaskType.PAIRWISE:
+        _pairwise(label, data, originals)
+    elif project.task_type == TaskType.RANKING:
+        _ranking(label, data, originals)
+    else:
+        _rate_and_edit(db, label, data, originals, user, len(responses))
+    db.add(label)
+    assignment.status, assignment.finished_at = AssignmentStatus.SUBMITTED, now
+    db.flush()
+    return label
+
+
+def skip_item(db: Session, *, project: Project, user: User, item_id: int) -> None:
+    """Hand the item back to the queue; this labeler will not get it again."""
+    assignment = repository.get_assignment(db, item_id=item_id, user_id=user.id)
+    if assignment is None or assignment.project_id != project.id:
+        raise NotFound("That item is not assigned to you.")
+    if assignment.status == AssignmentStatus.ACTIVE:
+        assignment.status, assignment.finished_at = AssignmentStatus.SKIPPED, utcnow()
+        db.flush()
+
+
+def _time_spent(data: LabelIn, assignment: Assignment, now) -> int:  # noqa: ANN001
+    if data.time_spent_ms is not None and 0 < data.time_spent_ms < MAX_DAY_MS:
+        return data.time_spent_ms
+    return min(MAX_DAY_MS, int((now - assignment.leased_at).total_seconds() * 1000))
+
+
+def _violations(data: LabelIn, originals: list[Response],
+                rules: list[Rule]) -> dict[str, list[str]]:
+    ids = {r.id for r in originals}
+    keys = {r.key for r in rules}
+    out: dict[str, list[str]] = {}
+    for response_id, broken in data.rule_violations.items():
+        if response_id not in ids:
+            raise BadRequest(f"Response {response_id} is not part of this item.")
+        unknown = sorted(set(broken) - keys)
+        if unknown:
+            raise BadRequest(f"Unknown rule ids: {', '.join(unknown)}.")
+        if broken:
+            out[str(response_id)] = sorted(set(broken), key=[r.key for r in rules].index)
+    return out
+
+
+def _pairwise(label: HumanLabel, data: LabelIn, originals: list[Response]) -> None:
+    if data.choice is None:
+        raise BadRequest("Choose A, B or tie.")
+    if data.choice != "tie" and data.strength is None:
+        raise BadRequest("Say how much better: slightly or clearly.")
+    label.response_a_id, label.response_b_id = originals[0].id, originals[1].id
+    label.choice = data.choice
+    label.strength = None if data.choice == "tie" else data.strength
+
+
+def _ranking(label: HumanLabel, data: LabelIn, originals: list[Response]) -> None:
+    ids = [r.id for r in originals]
+    if not data.ranking or sorted(data.ranking) != sorted(ids):
+        raise BadRequest("A ranking must order every response of the item exactly once.")
+    label.ranking = list(data.ranking)
+
+
+def _rate_and_edit(db: Session, label: HumanLabel, data: LabelIn, originals: list[Response],
+                   user: User, position: int) -> None:
+    ids = {r.id for r in originals}
+    ratings = data.ratings or {}
+    if set(ratings) != ids:
+        raise BadRequest("Rate every response from 1 to 7.")
+    if any(not 1 <= v <= 7 for v in ratings.values()):
+        raise BadRequest("Ratings go from 1 to 7.")
+    label.ratings = {str(k): v for k, v in ratings.items()}
+    if data.edit_response_id is None or data.edit_text is None:
+        return
+    parent = next((r for r in originals if r.id == data.edit_response_id), None)
+    if parent is None:
+        raise BadRequest("The edited response is not part of this item.")
+    text = data.edit_text.strip()
+    if not text or text == parent.text.strip():
+        return  # nothing was changed: no edit to store
+    edited = Response(item_id=label.item_id, position=position, text=text,
+                      model_name=None, source=ResponseSource.HUMAN_EDIT,
+                      parent_response_id=parent.id, created_by_id=user.id)
+    db.add(edited)
+    db.flush()
+    label.edited_response_id = edited.id
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int
+    done: int
+    in_progress: int
+    todo: int
+    labelers: list[tuple[User, int, float]]
+
+    @property
+    def percent_done(self) -> int:
+        return round(100 * self.done / self.total) if self.total else 0
+
+
+def project_progress(db: Session, *, project: Project) -> Progress:
+    counts = repository.item_status_counts(db, project_id=project.id, k=project.overlap_k,
+                                           now=utcnow())
+    return Progress(total=sum(counts.values()), done=counts["done"],
+                    in_progress=counts["in_progress"], todo=counts["todo"],
+                    labelers=repository.labels_per_labeler(db, project_id=project.id))

@@ -1,0 +1,101 @@
+"""The FastAPI application: pages under /, the JSON API under /api/v1."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.auth.deps import LoginRequired
+from app.core.config import ROOT
+from app.core.errors import DomainError
+from app.core.templating import is_htmx, render
+
+log = logging.getLogger("tandem")
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def _error_response(request: Request, status: int, message: str, details=None) -> Response:  # noqa: ANN001
+    if _wants_json(request):
+        body = {"detail": message}
+        if details is not None:
+            body["errors"] = details
+        return JSONResponse(body, status_code=status)
+    if is_htmx(request):
+        return render(request, "_error.html", {"message": message, "details": details},
+                      status_code=status,
+                      headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"})
+    return render(request, "error.html", {"message": message, "status": status,
+                                          "details": details}, status_code=status)
+
+
+def create_app() -> FastAPI:
+    from app.api.router import router as api_router
+    from app.auth.router import router as auth_router
+    from app.exports.router import router as exports_router
+    from app.items.router import router as items_router
+    from app.labeling.router import router as labeling_router
+    from app.projects.router import router as projects_router
+
+    app = FastAPI(title="Tandem", version="0.1.0", docs_url="/api/docs",
+                  openapi_url="/api/v1/openapi.json", redoc_url=None)
+    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    for router in (auth_router, projects_router, items_router, labeling_router,
+                   exports_router, api_router):
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):  # noqa: ANN001, ANN202
+        response = await call_next(request)
+        for key, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        return response
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, exc: LoginRequired) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": exc.message}, status_code=401)
+        target = "/login?next=" + request.url.path
+        if is_htmx(request):
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError) -> Response:
+        return _error_response(request, exc.status_code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"][1:]) or "body", "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        message = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+        return _error_response(request, 422, f"Invalid input — {message}", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _error_response(request, exc.status_code, str(exc.detail))
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

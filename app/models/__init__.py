@@ -1,0 +1,21 @@
+"""ORM models, one module per aggregate. Importing this package registers every table."""
+
+from app.models.items import ImportJob, Item, Response
+from app.models.labels import Assignment, HumanLabel
+from app.models.projects import Project, ProjectMember, Rule, RuleSet
+from app.models.users import ApiToken, User, UserSession
+
+__all__ = [
+    "ApiToken",
+    "Assignment",
+    "HumanLabel",
+    "ImportJob",
+    "Item",
+    "Project",
+    "ProjectMember",
+    "Response",
+    "Rule",
+    "RuleSet",
+    "User",
+    "UserSession",
+]

@@ -1,0 +1,87 @@
+"""Leases of items to labelers, and the labels they submit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base
+from app.models.types import JSONType, UTCDateTime, utcnow
+
+
+class AssignmentStatus(StrEnum):
+    ACTIVE = "active"
+    SUBMITTED = "submitted"
+    SKIPPED = "skipped"
+    EXPIRED = "expired"  # the lease ran out and someone else took the slot
+
+
+class Assignment(Base):
+    """An item leased to one labeler until ``expires_at``; one per (item, labeler), ever."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        UniqueConstraint("item_id", "user_id"),
+        Index("ix_assignments_item_status", "item_id", "status", "expires_at"),
+        Index("ix_assignments_project_user_status", "project_id", "user_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(20), default=AssignmentStatus.ACTIVE)
+    leased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class HumanLabel(Base):
+    """One labeler's verdict on one item. A second submit finds this row instead of adding one."""
+
+    __tablename__ = "human_labels"
+    __table_args__ = (
+        UniqueConstraint("item_id", "user_id"),
+        Index("ix_human_labels_project_created", "project_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    assignment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("assignments.id", ondelete="SET NULL"), nullable=True
+    )
+    rule_set_id: Mapped[int | None] = mapped_column(
+        ForeignKey("rule_sets.id", ondelete="SET NULL"), nullable=True
+    )
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    task_type: Mapped[str] = mapped_column(String(20))
+    # pairwise: the two responses shown as A and B, and the choice "a" | "b" | "tie"
+    response_a_id: Mapped[int | None] = mapped_column(
+        ForeignKey("responses.id", ondelete="SET NULL"), nullable=True
+    )
+    response_b_id: Mapped[int | None] = mapped_column(
+        ForeignKey("responses.id", ondelete="SET NULL"), nullable=True
+    )
+    choice: Mapped[str | None] = mapped_column(String(4), nullable=True)
+    strength: Mapped[int | None] = mapped_column(Integer, nullable=True)  # 1 slightly, 2 clearly
+    # ranking: response ids, best first
+    ranking: Mapped[list[int] | None] = mapped_column(JSONType, nullable=True)
+    # rate_and_edit: {response id: 1..7}, and the human-edited response, if any
+    ratings: Mapped[dict[str, int] | None] = mapped_column(JSONType, nullable=True)
+    edited_response_id: Mapped[int | None] = mapped_column(
+        ForeignKey("responses.id", ondelete="SET NULL"), nullable=True
+    )
+    # every task type: {response id: [rule keys the response breaks]}
+    rule_violations: Mapped[dict[str, list[str]]] = mapped_column(JSONType, default=dict)
+    rationale: Mapped[str] = mapped_column(Text, default="")
+    time_spent_ms: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {c.name: getattr(self, c.key) for c in self.__table__.columns}

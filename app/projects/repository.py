@@ -1,0 +1,68 @@
+"""Queries for projects, members and rules."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import Project, ProjectMember, Rule, RuleSet, User
+
+
+def get_project(db: Session, *, project_id: int) -> Project | None:
+    return db.get(Project, project_id)
+
+
+def get_member(db: Session, *, project_id: int, user_id: int) -> ProjectMember | None:
+    return db.scalar(
+        select(ProjectMember).where(
+            ProjectMember.project_id == project_id, ProjectMember.user_id == user_id
+        )
+    )
+
+
+def list_projects_for(db: Session, *, user: User) -> list[tuple[Project, str]]:
+    """Projects the user may see, with their role in each."""
+    if user.is_admin:
+        rows = db.execute(
+            select(Project, func.coalesce(ProjectMember.role, "admin"))
+            .outerjoin(
+                ProjectMember,
+                (ProjectMember.project_id == Project.id) & (ProjectMember.user_id == user.id),
+            )
+            .order_by(Project.id.desc())
+        )
+    else:
+        rows = db.execute(
+            select(Project, ProjectMember.role)
+            .join(ProjectMember, ProjectMember.project_id == Project.id)
+            .where(ProjectMember.user_id == user.id)
+            .order_by(Project.id.desc())
+        )
+    return [(p, role) for p, role in rows]
+
+
+def list_members(db: Session, *, project_id: int) -> list[tuple[ProjectMember, User]]:
+    return [
+        (m, u)
+        for m, u in db.execute(
+            select(ProjectMember, User)
+            .join(User, User.id == ProjectMember.user_id)
+            .where(ProjectMember.project_id == project_id)
+            .order_by(User.email)
+        )
+    ]
+
+
+def current_rule_set(db: Session, *, project_id: int) -> RuleSet | None:
+    return db.scalar(
+        select(RuleSet)
+        .where(RuleSet.project_id == project_id)
+        .order_by(RuleSet.version.desc())
+        .limit(1)
+    )
+
+
+def list_rules(db: Session, *, rule_set_id: int) -> list[Rule]:
+    return list(
+        db.scalars(select(Rule).where(Rule.rule_set_id == rule_set_id).order_by(Rule.position))
+    )

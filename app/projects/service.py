@@ -1,0 +1,89 @@
+"""Project use cases: create and edit projects, their members and their rules."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from app.auth import repository as users
+from app.core.errors import NotFound
+from app.models import Project, ProjectMember, Rule, RuleSet, User
+from app.projects import repository
+from app.projects.schemas import MemberIn, ProjectIn, RuleIn
+
+
+def create_project(db: Session, *, data: ProjectIn, creator: User) -> Project:
+    """Create a project; its creator becomes its admin and its rules version 1."""
+    project = Project(
+        name=data.name,
+        task_type=data.task_type,
+        instructions_md=data.instructions_md,
+        overlap_k=data.overlap_k,
+        lease_minutes=data.lease_minutes,
+        created_by_id=creator.id,
+    )
+    db.add(project)
+    db.flush()
+    db.add(ProjectMember(project_id=project.id, user_id=creator.id, role="admin"))
+    set_rules(db, project=project, rules=data.rules)
+    db.flush()
+    return project
+
+
+def update_project(db: Session, *, project: Project, data: ProjectIn) -> Project:
+    """Edit settings; rules that changed become a new rule-set version."""
+    project.name = data.name
+    project.instructions_md = data.instructions_md
+    project.overlap_k = data.overlap_k
+    project.lease_minutes = data.lease_minutes
+    # The task type is fixed once labels exist; changing it would orphan their meaning.
+    set_rules(db, project=project, rules=data.rules)
+    db.flush()
+    return project
+
+
+def get_rules(db: Session, *, project_id: int) -> tuple[RuleSet | None, list[Rule]]:
+    rule_set = repository.current_rule_set(db, project_id=project_id)
+    if rule_set is None:
+        return None, []
+    return rule_set, repository.list_rules(db, rule_set_id=rule_set.id)
+
+
+def set_rules(db: Session, *, project: Project, rules: list[RuleIn]) -> RuleSet:
+    """Make a new rule-set version unless the rules are the same as the current one."""
+    current, existing = get_rules(db, project_id=project.id)
+    if current is not None and [(r.key, r.text) for r in existing] == [
+        (r.id, r.text) for r in rules
+    ]:
+        return current
+    rule_set = RuleSet(project_id=project.id, version=(current.version + 1) if current else 1)
+    db.add(rule_set)
+    db.flush()
+    db.add_all(
+        Rule(rule_set_id=rule_set.id, key=r.id, text=r.text, position=i)
+        for i, r in enumerate(rules)
+    )
+    db.flush()
+    return rule_set
+
+
+def add_member(db: Session, *, project: Project, data: MemberIn) -> ProjectMember:
+    """Add a user by email with a role, or change the role of one already there."""
+    user = users.get_user_by_email(db, email=data.email)
+    if user is None:
+        raise NotFound(f"No user with the email {data.email.strip().lower()}.")
+    member = repository.get_member(db, project_id=project.id, user_id=user.id)
+    if member is None:
+        member = ProjectMember(project_id=project.id, user_id=user.id, role=data.role)
+        db.add(member)
+    else:
+        member.role = data.role
+    db.flush()
+    return member
+
+
+def remove_member(db: Session, *, project: Project, user_id: int) -> None:
+    member = repository.get_member(db, project_id=project.id, user_id=user_id)
+    if member is None:
+        raise NotFound("That user is not a member of this project.")
+    db.delete(member)
+    db.flush()

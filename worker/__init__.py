@@ -1,0 +1,1 @@
+"""Celery worker entry point: ``celery -A worker.main worker`` (or ``tandem worker``)."""
