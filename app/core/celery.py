@@ -20,6 +20,8 @@ def make_celery(settings: Settings) -> Celery:
         folder = settings.broker_folder
         folder.mkdir(parents=True, exist_ok=True)
         options = {"data_folder_in": str(folder), "data_folder_out": str(folder)}
+    elif broker.startswith("redis") and settings.broker_key_prefix:
+        options = {"global_keyprefix": settings.broker_key_prefix}
     app.conf.update(
         broker_transport_options=options,
         broker_connection_retry_on_startup=True,

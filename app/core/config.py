@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     data_dir: Path = ROOT / "data"
     database_url: str = ""
     broker_url: str = ""
+    # Prefix for every broker key, so several deployments (or test runs) can share one Redis.
+    broker_key_prefix: str = ""
     secret_key: str = ""
     base_url: str = "http://127.0.0.1:8000"
     session_max_age_s: int = 14 * 24 * 3600
