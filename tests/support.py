@@ -106,12 +106,16 @@ def start_worker(env: dict[str, str], *, queues: str = "import,export",
     """A real Celery worker process, with this test's settings."""
     full_env = dict(os.environ, **env)
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker.main", "worker", "-Q", queues,
-         "--pool", "solo", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-         "--without-heartbeat"],
-        cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
-    )
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker.main", "worker", "-Q", queues,
+             "--pool", "solo", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+             "--without-heartbeat"],
+            cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    finally:
+        if log:
+            out.close()  # the child has its own copy; ours would leak (ResourceWarning)
     return proc
 
 

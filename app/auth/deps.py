@@ -21,6 +21,14 @@ LOGIN_CSRF_COOKIE = "tandem_login_csrf"
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
+@dataclass(frozen=True)
+class UserView:
+    id: int
+    name: str
+    email: str
+    is_admin: bool
+
+
 class LoginRequired(DomainError):
     status_code = 401
 
@@ -61,7 +69,9 @@ def optional_user(request: Request, db: Session = Depends(get_db)) -> User | Non
     if found is None:
         return None
     user, row = found
-    request.state.user = user
+    # Templates get a plain copy: an error page renders after the session is rolled back.
+    request.state.user = UserView(id=user.id, name=user.name, email=user.email,
+                                  is_admin=user.is_admin)
     request.state.csrf_token = row.csrf_token
     return user
 
