@@ -19,7 +19,11 @@ def make_celery(settings: Settings) -> Celery:
     if broker.startswith("filesystem"):
         folder = settings.broker_folder
         folder.mkdir(parents=True, exist_ok=True)
-        options = {"data_folder_in": str(folder), "data_folder_out": str(folder)}
+        control = folder / "control"
+        control.mkdir(exist_ok=True)
+        # kombu keeps its control exchanges in ./control unless told otherwise.
+        options = {"data_folder_in": str(folder), "data_folder_out": str(folder),
+                   "control_folder": str(control)}
     elif broker.startswith("redis") and settings.broker_key_prefix:
         options = {"global_keyprefix": settings.broker_key_prefix}
     app.conf.update(

@@ -1,0 +1,230 @@
+"""Shared helpers for the benchmarks: databases, the server subprocess, memory, percentiles.
+
+Run the benchmarks from the repository root (``python -m bench.run``) so that ``app`` and
+``tests.support`` import.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN_URL = os.environ.get("TANDEM_BENCH_PG_ADMIN_URL",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TANDEM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+# --------------------------------------------------------------------------- databases
+
+@dataclass
+class Backend:
+    """One fresh database and data folder, and the TANDEM_* env that points at them."""
+
+    kind: str  # "sqlite" | "postgresql"
+    database_url: str
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    pg_name: str | None = None
+
+    def apply(self) -> None:
+        """Point this process's settings (factories, direct SQL) at the backend."""
+        from tests.support import reset_caches
+
+        os.environ.update(self.env)
+        reset_caches()
+
+
+def create_backend(kind: str) -> Backend:
+    tag = uuid.uuid4().hex[:10]
+    data_dir = Path(tempfile.mkdtemp(prefix=f"tandem-bench-{kind}-"))
+    pg_name = None
+    if kind == "sqlite":
+        url = f"sqlite:///{data_dir / 'tandem.sqlite3'}"
+    elif kind == "postgresql":
+        from sqlalchemy import create_engine, text
+
+        pg_name = f"tandem_bench_{tag}"
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{pg_name}"'))
+        admin.dispose()
+        url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{pg_name}"
+    else:
+        raise ValueError(kind)
+    env = {
+        "TANDEM_DATABASE_URL": url,
+        "TANDEM_DATA_DIR": str(data_dir),
+        "TANDEM_SECRET_KEY": "bench-secret-" + uuid.uuid4().hex,
+        "TANDEM_BROKER_URL": REDIS_URL,
+        "TANDEM_BROKER_KEY_PREFIX": f"tandem-bench-{tag}:",
+    }
+    return Backend(kind=kind, database_url=url, data_dir=data_dir, env=env, pg_name=pg_name)
+
+
+def drop_backend(backend: Backend) -> None:
+    import shutil
+
+    from tests.support import reset_caches
+
+    reset_caches()
+    if backend.pg_name:
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = :n"), {"n": backend.pg_name})
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{backend.pg_name}"'))
+        admin.dispose()
+    shutil.rmtree(backend.data_dir, ignore_errors=True)
+
+
+def migrate(env: dict[str, str]) -> None:
+    """``python -m app.cli migrate`` with the backend's env."""
+    subprocess.run([sys.executable, "-m", "app.cli", "migrate"], cwd=ROOT,
+                   env=dict(os.environ, **env), check=True, capture_output=True)
+
+
+# --------------------------------------------------------------------------- the server
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """``python -m app.cli serve --port P`` as a subprocess (uvicorn, one worker, one pid)."""
+
+    def __init__(self, env: dict[str, str], *, log: Path, port: int | None = None) -> None:
+        self.env = env
+        self.log = log
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 60) -> Server:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+                cwd=ROOT, env=dict(os.environ, **self.env), stdout=out,
+                stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server did not answer /healthz in {timeout}s; see {self.log}")
+
+    def stop(self, timeout: float = 25) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------- memory
+
+def _status_kb(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def peak_rss_kb(pid: int) -> int:
+    """VmHWM: the most resident memory the process has had since it started."""
+    return _status_kb(pid, "VmHWM")
+
+
+def rss_kb(pid: int) -> int:
+    """VmRSS: resident memory now."""
+    return _status_kb(pid, "VmRSS")
+
+
+class RssSampler:
+    """Samples a pid's VmRSS in a thread; ``max_kb`` is the largest value seen."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.pid, self.interval = pid, interval
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.samples.append(rss_kb(self.pid))
+            except (OSError, KeyError):
+                return
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def max_kb(self) -> int:
+        return max(self.samples) if self.samples else 0
+
+
+# --------------------------------------------------------------------------- statistics
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (0-100), linear between closest ranks (as numpy's default)."""
+    if not values:
+        return math.nan
+    xs = sorted(values)
+    pos = (len(xs) - 1) * p / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def summary_ms(values_s: list[float]) -> dict[str, float]:
+    """Latency summary in milliseconds from a list of durations in seconds."""
+    ms = [v * 1000 for v in values_s]
+    return {"count": len(ms), "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99),
+            "max_ms": max(ms) if ms else math.nan}
