@@ -118,7 +118,8 @@ def client(app_env: AppEnv):  # noqa: ANN201
 
 @pytest.fixture
 def db(app_env: AppEnv):  # noqa: ANN201
-    """A session for arranging and checking; each ``with db.begin()`` is its own transaction."""
+    """A session for checking what the app stored. Call ``db.rollback()`` before a check that
+    follows more requests: on SQLite an open read transaction keeps seeing its old snapshot."""
     from app.core.db import get_sessionmaker
 
     session = get_sessionmaker()()

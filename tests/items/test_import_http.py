@@ -18,6 +18,7 @@ def to_jsonl(items) -> bytes:  # noqa: ANN001
 
 
 def count_items(db, project_id: int) -> int:  # noqa: ANN001
+    db.rollback()
     return db.scalar(select(func.count()).select_from(Item).where(Item.project_id == project_id))
 
 

@@ -35,7 +35,7 @@ def submit(client, project_id: int, csrf: str, page: str, **fields) -> str:  # n
 
 
 def labels(db) -> list[HumanLabel]:  # noqa: ANN001
-    db.expire_all()
+    db.rollback()  # a fresh snapshot: what the server has committed by now
     return list(db.scalars(select(HumanLabel).order_by(HumanLabel.id)))
 
 
