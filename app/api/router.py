@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from app.auth.deps import ApiPrincipal, api_principal, get_db
+from app.auth.deps import ApiPrincipal, api_principal, DbSession
 from app.core.errors import NotFound
 from app.exports.formats import ExportFormat
 from app.exports.router import stream_export
@@ -45,7 +45,7 @@ def _import_response(report: items.ImportReport) -> JSONResponse:
 
 @router.get("/projects")
 def api_list_projects(p: ApiPrincipal = Depends(api_principal),
-                      db: Session = Depends(get_db)) -> list[dict[str, Any]]:
+                      db: Session = DbSession) -> list[dict[str, Any]]:
     projects = repository.list_projects_for(db, user=p.user)
     if p.token is not None:
         projects = [(proj, role) for proj, role in projects if proj.id == p.token.project_id]
@@ -54,7 +54,7 @@ def api_list_projects(p: ApiPrincipal = Depends(api_principal),
 
 @router.get("/projects/{project_id}")
 def api_get_project(project_id: int, p: ApiPrincipal = Depends(api_principal),
-                    db: Session = Depends(get_db)) -> dict[str, Any]:
+                    db: Session = DbSession) -> dict[str, Any]:
     p.check(project_id=project_id, scope="read")
     access = authorize(db, user=p.user, project_id=project_id, action=Action.VIEW)
     progress = (project_progress(db, project=access.project)
@@ -64,7 +64,7 @@ def api_get_project(project_id: int, p: ApiPrincipal = Depends(api_principal),
 
 @router.post("/projects/{project_id}/items", dependencies=[Depends(check_declared_size)])
 def api_import_items(project_id: int, body: ItemsIn, p: ApiPrincipal = Depends(api_principal),
-                     db: Session = Depends(get_db)) -> JSONResponse:
+                     db: Session = DbSession) -> JSONResponse:
     """Import items given as JSON; the report numbers them from 1 as 'line'."""
     p.check(project_id=project_id, scope="import")
     access = authorize(db, user=p.user, project_id=project_id, action=Action.IMPORT)
@@ -77,7 +77,7 @@ def api_import_items(project_id: int, body: ItemsIn, p: ApiPrincipal = Depends(a
 @router.post("/projects/{project_id}/imports", dependencies=[Depends(check_declared_size)])
 async def api_import_file(project_id: int, file: UploadFile = File(...),
                           file_format: str = Form(""), p: ApiPrincipal = Depends(api_principal),
-                          db: Session = Depends(get_db)) -> JSONResponse:
+                          db: Session = DbSession) -> JSONResponse:
     """Import a JSONL or CSV file; large files answer 202 with a job to poll."""
     p.check(project_id=project_id, scope="import")
     access = authorize(db, user=p.user, project_id=project_id, action=Action.IMPORT)
@@ -90,7 +90,7 @@ async def api_import_file(project_id: int, file: UploadFile = File(...),
 
 @router.get("/projects/{project_id}/imports/{job_id}")
 def api_import_job(project_id: int, job_id: int, p: ApiPrincipal = Depends(api_principal),
-                   db: Session = Depends(get_db)) -> dict[str, Any]:
+                   db: Session = DbSession) -> dict[str, Any]:
     p.check(project_id=project_id, scope="import")
     authorize(db, user=p.user, project_id=project_id, action=Action.IMPORT)
     job = items_repo.get_import_job(db, job_id=job_id)
@@ -105,7 +105,7 @@ def api_import_job(project_id: int, job_id: int, p: ApiPrincipal = Depends(api_p
 @router.get("/projects/{project_id}/export")
 def api_export(project_id: int, format: ExportFormat = ExportFormat.STANDARD,  # noqa: A002
                p: ApiPrincipal = Depends(api_principal),
-               db: Session = Depends(get_db)) -> Response:
+               db: Session = DbSession) -> Response:
     """Stream the project's preference pairs as JSONL in TRL's format."""
     p.check(project_id=project_id, scope="export")
     access = authorize(db, user=p.user, project_id=project_id, action=Action.EXPORT)

@@ -52,11 +52,17 @@ def get_db(request: Request) -> Iterator[Session]:
         session.close()
 
 
+# The session is committed when the route returns, before the response is sent (FastAPI's
+# default "request" scope would commit after sending: a failed commit would look like success,
+# and the browser's next request could miss the row). Every dependency must use this one.
+DbSession = Depends(get_db, scope="function")
+
+
 def signer() -> CookieSigner:
     return CookieSigner(get_settings().resolved_secret_key())
 
 
-def optional_user(request: Request, db: Session = Depends(get_db)) -> User | None:
+def optional_user(request: Request, db: Session = DbSession) -> User | None:
     cookie = request.cookies.get(SESSION_COOKIE)
     request.state.user = None
     request.state.csrf_token = ""
@@ -123,7 +129,7 @@ class ApiPrincipal:
             raise Forbidden(f"This API token lacks the '{scope}' scope.")
 
 
-def api_principal(request: Request, db: Session = Depends(get_db)) -> ApiPrincipal:
+def api_principal(request: Request, db: Session = DbSession) -> ApiPrincipal:
     """Bearer token for API clients; a browser session (with CSRF header) works too."""
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):

@@ -11,7 +11,7 @@ from app.auth.deps import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     check_login_csrf,
-    get_db,
+    DbSession,
     optional_user,
     require_user,
     signer,
@@ -55,7 +55,7 @@ def login_page(request: Request, next: str | None = None) -> Response:  # noqa: 
 
 @router.post("/login", dependencies=[Depends(check_login_csrf)])
 def login(request: Request, email: str = Form(...), password: str = Form(...),
-          next_url: str = Form("/projects"), db: Session = Depends(get_db)) -> Response:
+          next_url: str = Form("/projects"), db: Session = DbSession) -> Response:
     try:
         user = service.authenticate(db, email=email, password=password)
     except Unauthorized as exc:
@@ -76,7 +76,7 @@ def login(request: Request, email: str = Form(...), password: str = Form(...),
 
 @router.post("/logout")
 def logout(request: Request, _: User = Depends(require_user),
-           db: Session = Depends(get_db)) -> Response:
+           db: Session = DbSession) -> Response:
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie and (session_id := signer().unsign(cookie)):
         service.end_session(db, session_id=session_id)

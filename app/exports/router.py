@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
-from app.auth.deps import get_db, require_user
+from app.auth.deps import DbSession, require_user
 from app.core.templating import render
 from app.exports.formats import ExportFormat
 from app.exports.service import export_stats, iter_jsonl
@@ -27,7 +27,7 @@ def stream_export(project: Project, fmt: ExportFormat) -> StreamingResponse:
 
 @router.get("/projects/{project_id}/export")
 def export_page(request: Request, project_id: int, user: User = Depends(require_user),
-                db: Session = Depends(get_db)) -> Response:
+                db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.EXPORT)
     return render(request, "exports/page.html", {
         "project": access.project, "stats": export_stats(project_id=project_id),
@@ -37,6 +37,6 @@ def export_page(request: Request, project_id: int, user: User = Depends(require_
 
 @router.get("/projects/{project_id}/export.jsonl")
 def download(project_id: int, format: ExportFormat = ExportFormat.STANDARD,  # noqa: A002
-             user: User = Depends(require_user), db: Session = Depends(get_db)) -> Response:
+             user: User = Depends(require_user), db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.EXPORT)
     return stream_export(access.project, format)

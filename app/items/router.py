@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from app.auth.deps import get_db, require_user
+from app.auth.deps import DbSession, require_user
 from app.core.config import get_settings
 from app.core.errors import BadRequest, NotFound, PayloadTooLarge
 from app.core.templating import render
@@ -43,7 +43,7 @@ def file_format_of(filename: str, declared: str | None) -> str:
 
 @router.get("/projects/{project_id}/import")
 def import_page(request: Request, project_id: int, user: User = Depends(require_user),
-                db: Session = Depends(get_db)) -> Response:
+                db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.IMPORT)
     jobs = repository.list_import_jobs(db, project_id=project_id)
     return render(request, "items/import.html", {
@@ -56,7 +56,7 @@ def import_page(request: Request, project_id: int, user: User = Depends(require_
 @router.post("/projects/{project_id}/import", dependencies=[Depends(check_declared_size)])
 async def upload(request: Request, project_id: int, file: UploadFile = File(...),
                  file_format: str = Form(""), user: User = Depends(require_user),
-                 db: Session = Depends(get_db)) -> Response:
+                 db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.IMPORT)
     data = await read_upload(file)
     fmt = file_format_of(file.filename or "upload", file_format)
@@ -74,7 +74,7 @@ async def upload(request: Request, project_id: int, file: UploadFile = File(...)
 
 @router.get("/projects/{project_id}/import-jobs/{job_id}")
 def job_status(request: Request, project_id: int, job_id: int,
-               user: User = Depends(require_user), db: Session = Depends(get_db)) -> Response:
+               user: User = Depends(require_user), db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.IMPORT)
     job = repository.get_import_job(db, job_id=job_id)
     if job is None or job.project_id != project_id:

@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from app.auth.deps import get_db, require_user
+from app.auth.deps import DbSession, require_user
 from app.core.errors import BadRequest, Conflict
 from app.core.markdown import render_markdown
 from app.core.templating import is_htmx, render
@@ -31,7 +31,7 @@ def _panel(request: Request, project: Project, task: service.Task | None,
 
 @router.get("/projects/{project_id}/label")
 def label_page(request: Request, project_id: int, user: User = Depends(require_user),
-               db: Session = Depends(get_db)) -> Response:
+               db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.LABEL)
     task = service.current_task(db, project=access.project, user=user)
     return render(request, "labeling/page.html", {
@@ -43,7 +43,7 @@ def label_page(request: Request, project_id: int, user: User = Depends(require_u
 
 @router.post("/projects/{project_id}/label/next")
 def take_next(request: Request, project_id: int, user: User = Depends(require_user),
-              db: Session = Depends(get_db)) -> Response:
+              db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.LABEL)
     task = service.next_task(db, project=access.project, user=user)
     if is_htmx(request):
@@ -85,7 +85,7 @@ def label_from_form(form) -> LabelIn:  # noqa: ANN001
 
 @router.post("/projects/{project_id}/label/submit")
 async def submit(request: Request, project_id: int, user: User = Depends(require_user),
-                 db: Session = Depends(get_db)) -> Response:
+                 db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.LABEL)
     data = label_from_form(await request.form())
     notice = "Saved."
@@ -101,7 +101,7 @@ async def submit(request: Request, project_id: int, user: User = Depends(require
 
 @router.post("/projects/{project_id}/label/skip")
 async def skip(request: Request, project_id: int, user: User = Depends(require_user),
-               db: Session = Depends(get_db)) -> Response:
+               db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.LABEL)
     form = await request.form()
     try:

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.auth import repository as users
-from app.auth.deps import get_db, require_user
+from app.auth.deps import DbSession, require_user
 from app.auth.repository import list_tokens
 from app.core.errors import BadRequest, Forbidden
 from app.core.templating import render
@@ -35,7 +35,7 @@ def _project_in(name: str, task_type: str, instructions_md: str, overlap_k: int,
 
 @router.get("/projects")
 def list_projects(request: Request, user: User = Depends(require_user),
-                  db: Session = Depends(get_db)) -> Response:
+                  db: Session = DbSession) -> Response:
     return render(request, "projects/list.html", {
         "projects": repository.list_projects_for(db, user=user),
         "can_create": can_create_projects(user),
@@ -53,7 +53,7 @@ def new_project_page(request: Request, user: User = Depends(require_user)) -> Re
 def create_project(name: str = Form(...), task_type: str = Form(...),
                    instructions_md: str = Form(""), overlap_k: int = Form(1),
                    lease_minutes: int = Form(30), rules_text: str = Form(""),
-                   user: User = Depends(require_user), db: Session = Depends(get_db)) -> Response:
+                   user: User = Depends(require_user), db: Session = DbSession) -> Response:
     if not can_create_projects(user):
         raise Forbidden("Only site admins create projects.")
     data = _project_in(name, task_type, instructions_md, overlap_k, lease_minutes, rules_text)
@@ -63,7 +63,7 @@ def create_project(name: str = Form(...), task_type: str = Form(...),
 
 @router.get("/projects/{project_id}")
 def project_overview(request: Request, project_id: int, user: User = Depends(require_user),
-                     db: Session = Depends(get_db)) -> Response:
+                     db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.VIEW)
     progress = project_progress(db, project=access.project)
     _, rules = service.get_rules(db, project_id=project_id)
@@ -77,7 +77,7 @@ def project_overview(request: Request, project_id: int, user: User = Depends(req
 @router.get("/projects/{project_id}/progress")
 def project_progress_partial(request: Request, project_id: int,
                              user: User = Depends(require_user),
-                             db: Session = Depends(get_db)) -> Response:
+                             db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.SEE_PROGRESS)
     return render(request, "projects/_progress.html", {
         "project": access.project, "progress": project_progress(db, project=access.project),
@@ -86,7 +86,7 @@ def project_progress_partial(request: Request, project_id: int,
 
 @router.get("/projects/{project_id}/settings")
 def settings_page(request: Request, project_id: int, user: User = Depends(require_user),
-                  db: Session = Depends(get_db)) -> Response:
+                  db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.MANAGE)
     rule_set, rules = service.get_rules(db, project_id=project_id)
     return render(request, "projects/settings.html", {
@@ -103,7 +103,7 @@ def settings_page(request: Request, project_id: int, user: User = Depends(requir
 def save_settings(project_id: int, name: str = Form(...), instructions_md: str = Form(""),
                   overlap_k: int = Form(1), lease_minutes: int = Form(30),
                   rules_text: str = Form(""), user: User = Depends(require_user),
-                  db: Session = Depends(get_db)) -> Response:
+                  db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.MANAGE)
     data = _project_in(name, access.project.task_type, instructions_md, overlap_k,
                        lease_minutes, rules_text)
@@ -113,7 +113,7 @@ def save_settings(project_id: int, name: str = Form(...), instructions_md: str =
 
 @router.post("/projects/{project_id}/members")
 def add_member(project_id: int, email: str = Form(...), role: str = Form(...),
-               user: User = Depends(require_user), db: Session = Depends(get_db)) -> Response:
+               user: User = Depends(require_user), db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.MANAGE)
     try:
         data = MemberIn(email=email, role=role)
@@ -125,7 +125,7 @@ def add_member(project_id: int, email: str = Form(...), role: str = Form(...),
 
 @router.post("/projects/{project_id}/members/{member_user_id}/remove")
 def remove_member(project_id: int, member_user_id: int, user: User = Depends(require_user),
-                  db: Session = Depends(get_db)) -> Response:
+                  db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.MANAGE)
     service.remove_member(db, project=access.project, user_id=member_user_id)
     return RedirectResponse(f"/projects/{project_id}/settings#members", status_code=303)
@@ -134,7 +134,7 @@ def remove_member(project_id: int, member_user_id: int, user: User = Depends(req
 @router.post("/projects/{project_id}/tokens")
 def create_token(request: Request, project_id: int, name: str = Form("token"),
                  scopes: list[str] = Form(...), user: User = Depends(require_user),
-                 db: Session = Depends(get_db)) -> Response:
+                 db: Session = DbSession) -> Response:
     """Issue an API token; its secret is shown on this one response and never again."""
     from app.auth.service import create_api_token
 
@@ -153,7 +153,7 @@ def create_token(request: Request, project_id: int, name: str = Form("token"),
 
 @router.post("/projects/{project_id}/tokens/{token_id}/revoke")
 def revoke_token(project_id: int, token_id: int, user: User = Depends(require_user),
-                 db: Session = Depends(get_db)) -> Response:
+                 db: Session = DbSession) -> Response:
     from app.auth.service import revoke_api_token
 
     authorize(db, user=user, project_id=project_id, action=Action.MANAGE)

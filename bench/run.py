@@ -1,0 +1,607 @@
+"""Benchmark Tandem end to end over HTTP: import, concurrent labeling, streamed export.
+
+    .venv/bin/python -m bench.run [--backend sqlite|postgresql|both] [--items 10000]
+
+Prints a table and writes bench/results/<timestamp>.json. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.chdir(ROOT)
+
+import httpx  # noqa: E402
+
+from bench.common import (  # noqa: E402
+    Backend,
+    RssSampler,
+    Server,
+    create_backend,
+    drop_backend,
+    migrate,
+    peak_rss_kb,
+    rss_kb,
+    summary_ms,
+)
+
+RESULTS = ROOT / "bench" / "results"
+LABELERS = 8
+K = 1
+PASSWORD = "correct-horse-1"
+IMPORT_TARGET_S = 5.0
+LATENCY_TARGET_MS = 50.0
+
+ITEM_RE = re.compile(r'name="item_id" value="(\d+)"')
+KEY_RE = re.compile(r'name="idempotency_key" value="([^"]+)"')
+NOTICE_RE = re.compile(r'id="label-notice">([^<]*)<')
+HX = {"HX-Request": "true"}
+
+# --------------------------------------------------------------------------- data
+
+WORDS = """the model answer question data system user value function result time people way
+example should could would because however therefore first second also more most many some
+each every other about through between after before during without within against under over
+again further then once here there when where why how all both few such only own same than
+very just can will make use find give tell work call try ask need feel become leave put mean
+keep let begin seem help show hear play run move live believe bring happen write provide sit
+stand lose pay meet include continue set learn change lead understand watch follow stop create
+speak read allow add spend grow open walk win offer remember love consider appear buy wait
+serve die send expect build stay fall cut reach kill remain suggest raise pass sell require
+report decide pull process memory network query index table column request response server
+client cache latency throughput error retry timeout batch stream record field schema version
+""".split()
+
+
+def _sentence(rng: random.Random, n: int) -> str:
+    words = [rng.choice(WORDS) for _ in range(n)]
+    return words[0].capitalize() + " " + " ".join(words[1:]) + "."
+
+
+def _text(rng: random.Random, target_words: int, *, markdown: bool) -> str:
+    """About ``target_words`` words in sentences and paragraphs; sometimes a list or code."""
+    parts: list[str] = []
+    paragraph: list[str] = []
+    count = 0
+    while count < target_words:
+        n = rng.randint(8, 20)
+        paragraph.append(_sentence(rng, n))
+        count += n
+        if markdown and len(paragraph) >= rng.randint(2, 4):
+            parts.append(" ".join(paragraph))
+            paragraph = []
+            if rng.random() < 0.3:
+                parts.append("\n".join(f"- {_sentence(rng, rng.randint(4, 9))}"
+                                       for _ in range(rng.randint(2, 4))))
+            elif rng.random() < 0.1:
+                parts.append("```python\nresult = compute(value, retry=3)\nprint(result)\n```")
+    if paragraph:
+        parts.append(" ".join(paragraph))
+    return "\n\n".join(parts)
+
+
+def make_items(n: int, seed: int = 7) -> list[dict]:
+    rng = random.Random(seed)
+    return [
+        {
+            "external_id": f"bench-{i:06d}",
+            "prompt": _text(rng, 40, markdown=False).rstrip(".") + "?",
+            "responses": [
+                {"text": _text(rng, 150, markdown=True), "model": "model-a"},
+                {"text": _text(rng, 150, markdown=True), "model": "model-b"},
+            ],
+            "metadata": {"source": "bench", "topic": rng.choice(["code", "math", "chat"])},
+        }
+        for i in range(n)
+    ]
+
+
+# --------------------------------------------------------------------------- setup
+
+def setup_project(backend: Backend) -> dict:
+    """Admin, a pairwise project (k=1) with 8 labelers, and an API token, in-process."""
+    from app.auth.service import create_api_token
+    from tests.support import make_project, make_user, write
+
+    backend.apply()
+    admin = make_user("admin@bench.example", admin=True, password=PASSWORD)
+    emails = [f"labeler{i}@bench.example" for i in range(LABELERS)]
+    labelers = [make_user(e, password=PASSWORD) for e in emails]
+    project = make_project(admin, task_type="pairwise", k=K, name="Bench project",
+                           members={e: "labeler" for e in emails})
+    issued = write(create_api_token, user=admin, project_id=project.id, name="bench",
+                   scopes=["import", "export", "read"])
+    return {"project_id": project.id, "token": issued.secret, "emails": emails,
+            "labeler_ids": [u.id for u in labelers]}
+
+
+# --------------------------------------------------------------------------- 1. import
+
+def bench_import(server: Server, ctx: dict, body: bytes, n: int) -> dict:
+    hwm_before = peak_rss_kb(server.pid)
+    t0 = time.perf_counter()
+    r = httpx.post(f"{server.url}/api/v1/projects/{ctx['project_id']}/items", content=body,
+                   headers={"Authorization": f"Bearer {ctx['token']}",
+                            "Content-Type": "application/json"}, timeout=600)
+    elapsed = time.perf_counter() - t0
+    report = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+    ok = r.status_code == 200 and report.get("created") == n
+    if not ok:
+        print(f"  import: HTTP {r.status_code} {r.text[:300]}", file=sys.stderr)
+    return {"status": r.status_code, "ok": ok, "created": report.get("created"),
+            "body_bytes": len(body), "seconds": elapsed, "items_per_s": n / elapsed,
+            "server_peak_rss_before_mb": hwm_before / 1024,
+            "server_peak_rss_after_mb": peak_rss_kb(server.pid) / 1024,
+            "target_s": IMPORT_TARGET_S, "meets_target": ok and elapsed < IMPORT_TARGET_S}
+
+
+# --------------------------------------------------------------------------- 2. labeling
+
+class Budget:
+    """How many submits may still be made; a submit that is not acknowledged gives its slot back."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+    def give_back(self) -> None:
+        with self.lock:
+            self.left += 1
+
+
+class Labeler(threading.Thread):
+    def __init__(self, url: str, project_id: int, email: str, budget: Budget,
+                 start_gate: threading.Barrier, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.url, self.project_id, self.email = url, project_id, email
+        self.budget, self.gate = budget, start_gate
+        self.rng = random.Random(seed)
+        self.next_s: list[float] = []
+        self.submit_s: list[float] = []
+        self.errors: Counter[str] = Counter()
+        self.acked = 0
+        self.not_saved: Counter[str] = Counter()
+        self.ties = 0
+        self.exception: str | None = None
+        self.queue_empty = False
+
+    def run(self) -> None:
+        from tests.support import login
+
+        try:
+            with httpx.Client(base_url=self.url, timeout=60) as client:
+                csrf = login(client, self.email, PASSWORD)
+                self.gate.wait()
+                self._loop(client, csrf)
+        except Exception as exc:  # noqa: BLE001 (reported in the results)
+            self.exception = f"{type(exc).__name__}: {exc}"
+            try:
+                self.gate.abort()
+            except threading.BrokenBarrierError:
+                pass
+
+    def _loop(self, client: httpx.Client, csrf: str) -> None:
+        base = f"/projects/{self.project_id}/label"
+        item: tuple[str, str] | None = None
+        consecutive_errors = 0
+        while consecutive_errors < 20:
+            if item is None:
+                t0 = time.perf_counter()
+                r = client.post(f"{base}/next", data={"csrf_token": csrf}, headers=HX)
+                self.next_s.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    self.errors[f"next {r.status_code}"] += 1
+                    consecutive_errors += 1
+                    continue
+                item = _task_of(r.text)
+                if item is None:
+                    self.queue_empty = True
+                    return
+            if not self.budget.take():
+                return
+            scale = self.rng.choice("11222334455")
+            t0 = time.perf_counter()
+            r = client.post(f"{base}/submit", headers=HX, data={
+                "csrf_token": csrf, "item_id": item[0], "idempotency_key": item[1],
+                "scale": scale, "time_spent_ms": str(self.rng.randint(2000, 60000)),
+                "rationale": "",
+            })
+            self.submit_s.append(time.perf_counter() - t0)
+            if r.status_code != 200:
+                self.errors[f"submit {r.status_code}"] += 1
+                self.budget.give_back()
+                consecutive_errors += 1
+                item = None
+                continue
+            consecutive_errors = 0
+            notice = (m.group(1).strip() if (m := NOTICE_RE.search(r.text)) else "")
+            if notice == "Saved.":
+                self.acked += 1
+                self.ties += scale == "3"
+            else:
+                self.not_saved[notice or "(no notice)"] += 1
+                self.budget.give_back()
+            item = _task_of(r.text)
+            if item is None and "queue-empty" in r.text:
+                self.queue_empty = True
+                return
+
+
+def _task_of(html: str) -> tuple[str, str] | None:
+    m_item, m_key = ITEM_RE.search(html), KEY_RE.search(html)
+    if not m_item or not m_key:
+        return None
+    return m_item.group(1), m_key.group(1)
+
+
+def bench_labeling(server: Server, ctx: dict, labels: int) -> dict:
+    budget = Budget(labels)
+    gate = threading.Barrier(LABELERS + 1)
+    threads = [Labeler(server.url, ctx["project_id"], email, budget, gate, seed=i)
+               for i, email in enumerate(ctx["emails"])]
+    for t in threads:
+        t.start()
+    gate.wait(timeout=120)  # everyone logged in
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    next_s = [x for t in threads for x in t.next_s]
+    submit_s = [x for t in threads for x in t.submit_s]
+    errors: Counter[str] = Counter()
+    not_saved: Counter[str] = Counter()
+    for t in threads:
+        errors.update(t.errors)
+        not_saved.update(t.not_saved)
+    acked = sum(t.acked for t in threads)
+    nxt, sub = summary_ms(next_s), summary_ms(submit_s)
+    return {
+        "labelers": LABELERS, "requested": labels, "acknowledged": acked,
+        "ties": sum(t.ties for t in threads),
+        "seconds": wall, "labels_per_s": acked / wall if wall else 0.0,
+        "next": nxt, "submit": sub,
+        "errors": dict(errors), "error_count": sum(errors.values()),
+        "not_saved": dict(not_saved),
+        "thread_exceptions": [t.exception for t in threads if t.exception],
+        "queue_empty_seen": any(t.queue_empty for t in threads),
+        "per_labeler": [t.acked for t in threads],
+        "target_p99_ms": LATENCY_TARGET_MS,
+        "meets_target": (nxt["p99_ms"] < LATENCY_TARGET_MS
+                         and sub["p99_ms"] < LATENCY_TARGET_MS),
+    }
+
+
+def verify_labels(ctx: dict, acknowledged: int) -> dict:
+    from sqlalchemy import text
+
+    from app.core.db import session_scope
+
+    p = {"p": ctx["project_id"]}
+    with session_scope() as db:
+        labels = db.scalar(text("SELECT count(*) FROM human_labels WHERE project_id = :p"), p)
+        max_per_item = db.scalar(text(
+            "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM human_labels "
+            "WHERE project_id = :p GROUP BY item_id) t"), p)
+        over_k = db.scalar(text(
+            "SELECT count(*) FROM (SELECT item_id FROM human_labels WHERE project_id = :p "
+            "GROUP BY item_id HAVING count(*) > :k) t"), dict(p, k=K))
+        dup = db.scalar(text(
+            "SELECT count(*) FROM (SELECT item_id, user_id FROM human_labels "
+            "WHERE project_id = :p GROUP BY item_id, user_id HAVING count(*) > 1) t"), p)
+        active_per_user = db.scalar(text(
+            "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM assignments "
+            "WHERE project_id = :p AND status = 'active' GROUP BY user_id) t"), p)
+        statuses = dict(db.execute(text(
+            "SELECT status, count(*) FROM assignments WHERE project_id = :p GROUP BY status"),
+            p).all())
+    ok = labels == acknowledged and max_per_item <= K and over_k == 0 and dup == 0
+    return {"ok": ok, "human_labels": labels, "acknowledged": acknowledged,
+            "max_labels_per_item": max_per_item, "items_over_k": over_k,
+            "duplicate_item_user": dup, "max_active_leases_per_user": active_per_user,
+            "assignment_statuses": statuses}
+
+
+# --------------------------------------------------------------------------- 3. export
+
+def fill_labels(ctx: dict, target_items: int) -> dict:
+    """Label unlabeled items directly in the DB (bulk inserts) until ``target_items`` have a
+    label: choice 'a', strength 2, as the labelers in turn."""
+    from sqlalchemy import bindparam, func, insert, select, update
+
+    from app.core.db import session_scope
+    from app.models import Assignment, HumanLabel, Item, Response
+    from app.models.labels import AssignmentStatus
+    from app.models.types import utcnow
+
+    pid, users = ctx["project_id"], ctx["labeler_ids"]
+    t0 = time.perf_counter()
+    with session_scope(write=True) as db:
+        labeled = db.scalar(select(func.count(func.distinct(HumanLabel.item_id)))
+                            .where(HumanLabel.project_id == pid)) or 0
+        need = target_items - labeled
+        if need <= 0:
+            return {"added": 0, "seconds": 0.0}
+        has_label = select(HumanLabel.id).where(HumanLabel.item_id == Item.id).exists()
+        item_ids = list(db.scalars(
+            select(Item.id).where(Item.project_id == pid, Item.ready, ~has_label)
+            .order_by(Item.id).limit(need)))
+        wanted = set(item_ids)
+        # An item someone holds a lease on: that labeler's assignment becomes the submitted one.
+        existing: dict[int, Assignment] = {}
+        had: dict[int, set[int]] = {}  # (item, user) is unique in assignments
+        for a in db.scalars(select(Assignment).where(Assignment.project_id == pid)):
+            if a.item_id in wanted:
+                had.setdefault(a.item_id, set()).add(a.user_id)
+                if a.status == AssignmentStatus.ACTIVE:
+                    existing.setdefault(a.item_id, a)
+        now = utcnow()
+        if existing:
+            t = Assignment.__table__
+            db.execute(update(t).where(t.c.id == bindparam("aid"))
+                       .values(status=AssignmentStatus.SUBMITTED, finished_at=now),
+                       [{"aid": a.id} for a in existing.values()])
+        new_rows = []
+        for n, iid in enumerate(i for i in item_ids if i not in existing):
+            free = [u for u in users if u not in had.get(iid, ())]
+            new_rows.append({"project_id": pid, "item_id": iid,
+                             "user_id": free[n % len(free)],
+                             "status": AssignmentStatus.SUBMITTED, "leased_at": now,
+                             "expires_at": now, "finished_at": now})
+        if new_rows:
+            db.execute(insert(Assignment), new_rows)
+        pairs: dict[int, dict[int, int]] = {}
+        for item_id, pos, rid in db.execute(
+                select(Response.item_id, Response.position, Response.id)
+                .join(Item, Item.id == Response.item_id)
+                .where(Item.project_id == pid, Response.position < 2)):
+            pairs.setdefault(item_id, {})[pos] = rid
+        todo = db.execute(
+            select(Assignment.id, Assignment.item_id, Assignment.user_id)
+            .where(Assignment.project_id == pid,
+                   Assignment.status == AssignmentStatus.SUBMITTED,
+                   ~select(HumanLabel.id).where(HumanLabel.item_id == Assignment.item_id)
+                   .exists())).all()
+        db.execute(insert(HumanLabel), [
+            {"project_id": pid, "item_id": item_id, "user_id": user_id, "assignment_id": aid,
+             "idempotency_key": f"bench-fill-{aid}", "task_type": "pairwise",
+             "response_a_id": pairs[item_id][0], "response_b_id": pairs[item_id][1],
+             "choice": "a", "strength": 2, "rule_violations": {}, "rationale": "",
+             "time_spent_ms": 1000, "created_at": now}
+            for aid, item_id, user_id in todo
+        ])
+        added = len(todo)
+    return {"added": added, "seconds": time.perf_counter() - t0}
+
+
+def count_labels(ctx: dict) -> int:
+    from sqlalchemy import text
+
+    from app.core.db import session_scope
+
+    with session_scope() as db:
+        return db.scalar(text("SELECT count(*) FROM human_labels WHERE project_id = :p"),
+                         {"p": ctx["project_id"]})
+
+
+def bench_export(backend: Backend, ctx: dict, log: Path) -> dict:
+    """Restart the server, warm it up, stream the export, and read its memory around it."""
+    labels = count_labels(ctx)
+    auth = {"Authorization": f"Bearer {ctx['token']}"}
+    with Server(backend.env, log=log) as server:
+        pid = ctx["project_id"]
+        with httpx.Client(base_url=server.url, timeout=600, headers=auth) as client:
+            client.get(f"/api/v1/projects/{pid}").raise_for_status()  # warm-up: ORM, auth
+            hwm_before, rss_before = peak_rss_kb(server.pid), rss_kb(server.pid)
+            nbytes = rows = 0
+            first_byte = None
+            with RssSampler(server.pid) as sampler:
+                t0 = time.perf_counter()
+                with client.stream("GET", f"/api/v1/projects/{pid}/export",
+                                   params={"format": "standard"}) as r:
+                    status = r.status_code
+                    for chunk in r.iter_bytes():
+                        if first_byte is None:
+                            first_byte = time.perf_counter() - t0
+                        nbytes += len(chunk)
+                        rows += chunk.count(b"\n")
+                elapsed = time.perf_counter() - t0
+            hwm_after = peak_rss_kb(server.pid)
+    return {"labels": labels, "status": status, "rows": rows, "bytes": nbytes,
+            "seconds": elapsed, "first_byte_s": first_byte,
+            "rows_per_s": rows / elapsed if elapsed else 0.0,
+            "mb_per_s": nbytes / 1e6 / elapsed if elapsed else 0.0,
+            "rss_before_mb": rss_before / 1024,
+            "peak_rss_before_mb": hwm_before / 1024, "peak_rss_after_mb": hwm_after / 1024,
+            "peak_rss_growth_mb": (hwm_after - hwm_before) / 1024,
+            "sampled_max_rss_mb": sampler.max_kb / 1024, "rss_samples": len(sampler.samples)}
+
+
+# --------------------------------------------------------------------------- driver
+
+def log_findings(log: Path) -> dict[str, int]:
+    """Count worrying lines in the server log (tracebacks, lock errors, 5xx)."""
+    patterns = {"traceback": "Traceback", "database_locked": "database is locked",
+                "deadlock": "deadlock", "serialization": "could not serialize",
+                "http_5xx": '" 5'}
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return {k: text.count(p) for k, p in patterns.items()}
+
+
+def run_backend(out: dict, kind: str, items: list[dict], body: bytes, labels: int,
+                stamp: str, keep: bool) -> None:
+    """Run every phase on a fresh database, filling ``out`` as it goes."""
+    print(f"\n== {kind}: fresh database", flush=True)
+    backend = create_backend(kind)
+    logdir = RESULTS / f"{stamp}-logs"
+    log = logdir / f"{kind}-server.log"
+    out["database"] = backend.database_url.split("@")[-1]
+    try:
+        migrate(backend.env)
+        ctx = setup_project(backend)
+        env = dict(backend.env, TANDEM_IMPORT_SYNC_LIMIT="1000000")
+        with Server(env, log=log) as server:
+            print(f"   import {len(items)} items ({len(body) / 1e6:.1f} MB JSON)...", flush=True)
+            out["import"] = bench_import(server, ctx, body, len(items))
+            print(f"   -> {out['import']['seconds']:.2f} s", flush=True)
+            print(f"   labeling: {LABELERS} labelers, {labels} labels...", flush=True)
+            out["labeling"] = bench_labeling(server, ctx, labels)
+            lab = out["labeling"]
+            print(f"   -> {lab['seconds']:.1f} s, next p99 {lab['next']['p99_ms']:.1f} ms, "
+                  f"submit p99 {lab['submit']['p99_ms']:.1f} ms, errors {lab['error_count']}",
+                  flush=True)
+        out["verify"] = verify_labels(ctx, out["labeling"]["acknowledged"])
+        print(f"   verify: {'ok' if out['verify']['ok'] else 'FAILED'} {out['verify']}",
+              flush=True)
+        n = len(items)
+        small = max(1, n // 4)
+        out["fill_small"] = fill_labels(ctx, small)
+        print(f"   export at {count_labels(ctx)} labels...", flush=True)
+        out["export_small"] = bench_export(backend, ctx, log)
+        out["fill_full"] = fill_labels(ctx, n)
+        print(f"   export at {count_labels(ctx)} labels...", flush=True)
+        out["export_full"] = bench_export(backend, ctx, log)
+    finally:
+        out["server_log"] = {"path": str(log.relative_to(ROOT)), **log_findings(log)}
+        if keep:
+            print(f"   kept {backend.database_url} ({backend.data_dir})")
+        else:
+            drop_backend(backend)
+
+
+def _f(v: float | None, spec: str = ".1f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def table(results: dict[str, dict]) -> str:
+    kinds = list(results)
+    rows: list[tuple[str, list[str]]] = []
+
+    def add(name: str, fn) -> None:  # noqa: ANN001
+        cells = []
+        for k in kinds:
+            try:
+                cells.append(fn(results[k]))
+            except (KeyError, TypeError):
+                cells.append("-")
+        rows.append((name, cells))
+
+    def ok(b: bool) -> str:
+        return "yes" if b else "NO"
+
+    add("import: seconds (target < 5)", lambda r: _f(r["import"]["seconds"], ".2f"))
+    add("import: items/s", lambda r: _f(r["import"]["items_per_s"], ".0f"))
+    add("import: HTTP status / created", lambda r: f"{r['import']['status']} / {r['import']['created']}")
+    add("import: server peak RSS MB", lambda r: _f(r["import"]["server_peak_rss_after_mb"]))
+    add("import: meets target", lambda r: ok(r["import"]["meets_target"]))
+    add("label: labels acknowledged", lambda r: str(r["labeling"]["acknowledged"]))
+    add("label: seconds", lambda r: _f(r["labeling"]["seconds"]))
+    add("label: labels/s", lambda r: _f(r["labeling"]["labels_per_s"]))
+    for ep in ("next", "submit"):
+        add(f"label: {ep} calls", lambda r, ep=ep: str(r["labeling"][ep]["count"]))
+        for q in ("p50", "p99", "max"):
+            add(f"label: {ep} {q} ms", lambda r, ep=ep, q=q: _f(r["labeling"][ep][f"{q}_ms"]))
+    add("label: errors (non-200)", lambda r: str(r["labeling"]["error_count"]))
+    add("label: not saved (200, conflict)", lambda r: str(sum(r["labeling"]["not_saved"].values())))
+    add("label: p99 < 50 ms both", lambda r: ok(r["labeling"]["meets_target"]))
+    add("verify: labels == acks, <=k, no dup", lambda r: ok(r["verify"]["ok"]))
+    for key, title in (("export_small", "export@25%"), ("export_full", "export@100%")):
+        add(f"{title}: labels", lambda r, key=key: str(r[key]["labels"]))
+        add(f"{title}: rows", lambda r, key=key: str(r[key]["rows"]))
+        add(f"{title}: MB", lambda r, key=key: _f(r[key]["bytes"] / 1e6))
+        add(f"{title}: seconds", lambda r, key=key: _f(r[key]["seconds"], ".2f"))
+        add(f"{title}: rows/s", lambda r, key=key: _f(r[key]["rows_per_s"], ".0f"))
+        add(f"{title}: peak RSS before MB", lambda r, key=key: _f(r[key]["peak_rss_before_mb"]))
+        add(f"{title}: peak RSS after MB", lambda r, key=key: _f(r[key]["peak_rss_after_mb"]))
+        add(f"{title}: peak RSS growth MB", lambda r, key=key: _f(r[key]["peak_rss_growth_mb"]))
+    add("server log: tracebacks", lambda r: str(r["server_log"]["traceback"]))
+    add("server log: 5xx / locked", lambda r: f"{r['server_log']['http_5xx']} / {r['server_log']['database_locked']}")
+
+    w0 = max(len(n) for n, _ in rows)
+    ws = [max(len(k), *(len(c[i]) for _, c in rows)) for i, k in enumerate(kinds)]
+    lines = [" | ".join([" " * w0] + [k.rjust(w) for k, w in zip(kinds, ws)])]
+    lines.append("-+-".join(["-" * w0] + ["-" * w for w in ws]))
+    for name, cells in rows:
+        lines.append(" | ".join([name.ljust(w0)] + [c.rjust(w) for c, w in zip(cells, ws)]))
+    return "\n".join(lines)
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--items", type=int, default=10_000)
+    ap.add_argument("--labels", type=int, default=2_000, help="labels submitted over HTTP")
+    ap.add_argument("--keep", action="store_true", help="keep the databases afterwards")
+    args = ap.parse_args(argv)
+    kinds = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+    t0 = time.perf_counter()
+    items = make_items(args.items)
+    body = json.dumps({"items": items}).encode()
+    words = sum(len(i["prompt"].split()) + sum(len(r["text"].split()) for r in i["responses"])
+                for i in items) / len(items)
+    print(f"generated {len(items)} items, {words:.0f} words each on average, "
+          f"{len(body) / 1e6:.1f} MB", flush=True)
+
+    results: dict[str, dict] = {}
+    for kind in kinds:
+        results[kind] = {}
+        try:
+            run_backend(results[kind], kind, items, body, args.labels, stamp, args.keep)
+        except Exception as exc:  # noqa: BLE001 (report it and go on with the next backend)
+            import traceback
+
+            traceback.print_exc()
+            results[kind]["failed"] = f"{type(exc).__name__}: {exc}"
+
+    print(f"\nTandem benchmark, {args.items} items, {args.labels} labels by {LABELERS} "
+          f"labelers, k={K}; {os.cpu_count()} CPUs; commit {_git_commit()}; "
+          f"total {time.perf_counter() - t0:.0f} s\n")
+    print(table(results))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{stamp}.json"
+    path.write_text(json.dumps({
+        "timestamp": stamp, "commit": _git_commit(), "cpus": os.cpu_count(),
+        "python": platform.python_version(), "platform": platform.platform(),
+        "config": {"items": args.items, "labels": args.labels, "labelers": LABELERS, "k": K,
+                   "avg_words_per_item": words, "import_body_bytes": len(body)},
+        "targets": {"import_s": IMPORT_TARGET_S, "label_p99_ms": LATENCY_TARGET_MS},
+        "results": results,
+        "total_seconds": time.perf_counter() - t0,
+    }, indent=2, default=str))
+    print(f"\nwrote {path.relative_to(ROOT)}")
+    return 0 if all("failed" not in r for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
