@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 
 import app.models  # noqa: F401  (registers every table)
-from app.core.db import Base, make_engine
 from app.core.config import get_settings
+from app.core.db import Base, make_engine
 
 config = context.config
 target_metadata = Base.metadata

@@ -59,8 +59,8 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _truncate_all(url: str) -> None:
-    from app.core.db import Base
     import app.models  # noqa: F401
+    from app.core.db import Base
 
     engine = create_engine(url)
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
@@ -97,7 +97,7 @@ def app_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         "TANDEM_DATABASE_URL": database_url,
         "TANDEM_DATA_DIR": str(data_dir),
         "TANDEM_SECRET_KEY": "test-secret-key-" + uuid.uuid4().hex,
-        "TANDEM_BROKER_URL": f"filesystem://",
+        "TANDEM_BROKER_URL": "filesystem://",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -55,10 +55,11 @@ def make_user(email: str, *, password: str = "correct-horse-1", admin: bool = Fa
 def make_project(admin, *, task_type: str = "pairwise", k: int = 1, lease_minutes: int = 30,  # noqa: ANN001, ANN201
                  rules: list[tuple[str, str]] | None = None, members: dict[str, str] | None = None,
                  items: list[dict[str, Any]] | None = None, name: str = "Test project"):
+    import json
+
     from app.items.service import import_file
     from app.projects.schemas import MemberIn, ProjectIn, RuleIn
     from app.projects.service import add_member, create_project
-    import json
 
     def build(db):  # noqa: ANN001, ANN202
         project = create_project(db, data=ProjectIn(

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from app.auth.deps import ApiPrincipal, api_principal, DbSession
+from app.auth.deps import ApiPrincipal, DbSession, api_principal
 from app.core.errors import NotFound
 from app.exports.formats import ExportFormat
 from app.exports.router import stream_export

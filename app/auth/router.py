@@ -10,8 +10,8 @@ from app.auth import service
 from app.auth.deps import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
-    check_login_csrf,
     DbSession,
+    check_login_csrf,
     optional_user,
     require_user,
     signer,

@@ -38,7 +38,6 @@ def make_celery(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
-        task_always_eager=settings.celery_always_eager,
     )
     return app
 

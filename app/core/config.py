@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +29,6 @@ class Settings(BaseSettings):
     max_line_bytes: int = 1024 * 1024
     max_response_chars: int = 100_000
     max_responses: int = 8
-    celery_always_eager: bool = Field(default=False, description="only for debugging")
 
     @property
     def resolved_database_url(self) -> str:

@@ -84,7 +84,8 @@ def list_import_jobs(db: Session, *, project_id: int, limit: int = 10) -> list[I
 
 
 def count_job_items(db: Session, *, job_id: int) -> int:
-    return db.scalar(select(func.count()).select_from(Item).where(Item.import_job_id == job_id)) or 0
+    query = select(func.count()).select_from(Item).where(Item.import_job_id == job_id)
+    return db.scalar(query) or 0
 
 
 def delete_unfinished_job_items(db: Session, *, job_id: int) -> None:

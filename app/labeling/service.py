@@ -14,13 +14,13 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import BadRequest, Conflict, NotFound
 from app.items import repository as items
+from app.labeling import repository
+from app.labeling.schemas import LabelIn
 from app.models import Assignment, HumanLabel, Item, Project, Response, Rule, User
 from app.models.items import ResponseSource
 from app.models.labels import AssignmentStatus
 from app.models.projects import TaskType
 from app.models.types import utcnow
-from app.labeling import repository
-from app.labeling.schemas import LabelIn
 from app.projects.service import get_rules
 
 MAX_DAY_MS = 24 * 3600 * 1000
@@ -113,7 +113,6 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) ->
                        "Take the next item.")
     if repository.used_slots(db, item_id=item.id, now=now,
                              except_user=user.id) >= project.overlap_k:
-        assignment.status, assignment.finished_at = AssignmentStatus.EXPIRED, now
         raise Conflict("Your lease on this item expired and other labelers have filled it. "
                        "Your label was not stored; take the next item.")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -82,6 +81,3 @@ class HumanLabel(Base):
     rationale: Mapped[str] = mapped_column(Text, default="")
     time_spent_ms: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {c.name: getattr(self, c.key) for c in self.__table__.columns}

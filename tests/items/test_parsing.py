@@ -82,14 +82,15 @@ def test_empty_file_is_an_error() -> None:
 
 def test_csv_with_models_chat_prompt_and_extra_columns() -> None:
     data = (
-        "external_id,prompt,response_1,response_2,response_3,model_1,lang\n"
-        'x1,"Say ""hi""",Hi!,"Hello,\nthere",,m-a,en\n'
-        'x2,"[{""role"": ""user"", ""content"": ""Q""}]",A1,A2,A3,,de\n'
-    ).encode()
+        b"external_id,prompt,response_1,response_2,response_3,model_1,lang\n"
+        b'x1,"Say ""hi""",Hi!,"Hello,\nthere",,m-a,en\n'
+        b'x2,"[{""role"": ""user"", ""content"": ""Q""}]",A1,A2,A3,,de\n'
+    )
     result = parse_file(data, file_format="csv", limits=LIMITS)
     assert result.ok, result.errors
     first, second = result.items
-    assert first.prompt == 'Say "hi"' and [r.text for r in first.responses] == ["Hi!", "Hello,\nthere"]
+    assert first.prompt == 'Say "hi"'
+    assert [r.text for r in first.responses] == ["Hi!", "Hello,\nthere"]
     assert first.responses[0].model == "m-a" and first.metadata == {"lang": "en"}
     assert second.prompt == [{"role": "user", "content": "Q"}] and len(second.responses) == 3
     assert second.line == 4  # the first row spans lines 2 and 3

@@ -145,7 +145,7 @@ def test_two_labelers_racing_for_the_last_slot_one_wins(app_env) -> None:
         barrier = threading.Barrier(len(racers))
         got: list[int | None] = []
 
-        def race(user) -> None:  # noqa: ANN001
+        def race(user, barrier=barrier, got=got) -> None:  # noqa: ANN001
             session = get_sessionmaker()()
             try:
                 barrier.wait()
