@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine, inspect
 
+import app.models  # noqa: F401
 from app.core.db import Base
 from app.core.migrate import alembic_config, downgrade, upgrade
-import app.models  # noqa: F401
 
 
 def test_migrations_upgrade_downgrade_and_match_the_models(database_url) -> None:
