@@ -6,29 +6,15 @@ checks the stored labels in-process, against the same file.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.support import (
-    ROOT, AppEnv, make_project, make_user, sample_items, stop_process, wait_for,
-)
+if TYPE_CHECKING:  # the `live` fixture and its Live are in conftest.py
+    from tests.browser.conftest import Live
 
 pytestmark = [pytest.mark.browser, pytest.mark.parametrize("backend", ["sqlite"])]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-LABELER = "lab@example.org"
-PASSWORD = "correct-horse-1"
 
 # The panel was swapped for the next item, and app.js has initialised it (initPanel selects
 # the first response), so htmx has processed the new form and keys go to the new item.
@@ -38,85 +24,6 @@ SWAPPED = """prev => {
   return !!f && f.dataset.itemId !== prev && !!f.querySelector('.response.selected')
       && !!n && n.textContent.trim() === 'Saved.';
 }"""
-
-
-@dataclass
-class Live:
-    page: object
-    base: str
-    project_id: int
-    labeler_id: int
-    console_errors: list[str] = field(default_factory=list)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-@pytest.fixture
-def live(app_env: AppEnv, tmp_path: Path) -> Iterator[Live]:
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no chromium at {CHROMIUM}")
-    from playwright.sync_api import sync_playwright
-
-    admin = make_user("admin@example.org", admin=True)
-    labeler = make_user(LABELER, password=PASSWORD)
-    project = make_project(admin, k=1, rules=[("honest", "No false claims"),
-                                              ("polite", "No insults")],
-                           members={LABELER: "labeler"}, items=sample_items(5))
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=dict(os.environ, **app_env.env), stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for(lambda: server.poll() is not None or _healthy(f"{base}/healthz"), timeout=30,
-                 what="the server to answer /healthz")
-        assert server.poll() is None, log.read_text()
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page()
-                page.set_default_timeout(10_000)
-                live = Live(page=page, base=base, project_id=project.id, labeler_id=labeler.id)
-                page.on("console", lambda m: m.type == "error" and live.console_errors.append(
-                    f"{m.text} @ {m.location.get('url', '')}"))
-                page.on("pageerror", lambda e: live.console_errors.append(f"pageerror: {e}"))
-                _login_and_start(live)
-                yield live
-            finally:
-                browser.close()
-    except BaseException:
-        print(log.read_text(errors="replace")[-5000:])
-        raise
-    finally:
-        stop_process(server)
-
-
-def _login_and_start(live: Live) -> None:
-    page = live.page
-    page.goto(f"{live.base}/login")
-    page.fill("input[name=email]", LABELER)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("form[action='/login'] button[type=submit]")
-    page.wait_for_url(f"{live.base}/projects")
-    page.goto(f"{live.base}/projects/{live.project_id}")
-    page.focus("#start-labeling")  # into the queue by keyboard: focus the button, press Enter
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"{live.base}/projects/{live.project_id}/label")
-    page.wait_for_function("document.body.dataset.ready === '1'")
-    page.wait_for_selector("#label-form .response.selected")
 
 
 def _label(page, keys: list[str]) -> int:  # noqa: ANN001
