@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
@@ -25,7 +24,7 @@ router = APIRouter(prefix="/api/v1", tags=["api"])
 
 
 class ItemsIn(BaseModel):
-    items: list[dict[str, Any]] = Field(
+    items: list[Any] = Field(
         description="Items as in a JSONL import: prompt, responses, external_id, metadata")
 
 
@@ -68,9 +67,8 @@ def api_import_items(project_id: int, body: ItemsIn, p: ApiPrincipal = Depends(a
     """Import items given as JSON; the report numbers them from 1 as 'line'."""
     p.check(project_id=project_id, scope="import")
     access = authorize(db, user=p.user, project_id=project_id, action=Action.IMPORT)
-    data = "\n".join(json.dumps(i, ensure_ascii=False) for i in body.items).encode()
-    report = items.import_file(db, project=access.project, user=p.user, data=data,
-                               filename="api.jsonl", file_format="jsonl")
+    report = items.import_records(db, project=access.project, user=p.user,
+                                  records=body.items)
     return _import_response(report)
 
 

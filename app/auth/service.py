@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 
 from sqlalchemy.orm import Session
 
@@ -15,8 +16,12 @@ from app.models.types import utcnow
 
 API_SCOPES = ("import", "export", "read")
 TOKEN_PREFIX = "tdm_"
-# Verifying against a real hash for unknown emails keeps login timing uniform.
-_DUMMY_HASH = hash_password("not-a-real-password")
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """Verifying against a real hash for unknown emails keeps login timing uniform."""
+    return hash_password("not-a-real-password")
 
 
 def create_user(db: Session, *, email: str, name: str, password: str,
@@ -40,7 +45,7 @@ def authenticate(db: Session, *, email: str, password: str) -> User:
     """Return the active user with this email and password, or raise Unauthorized."""
     user = repository.get_user_by_email(db, email=email)
     if user is None or not user.is_active:
-        verify_password(_DUMMY_HASH, password)
+        verify_password(_dummy_hash(), password)
         raise Unauthorized("Wrong email or password.")
     if not verify_password(user.password_hash, password):
         raise Unauthorized("Wrong email or password.")

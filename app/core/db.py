@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -52,10 +53,31 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
+        # SQLite's busy handler retries with growing sleeps, so under load one writer can
+        # starve while others grab the lock again at once. Inside one process, writers
+        # queue on this lock first, in order; the busy timeout still covers other processes.
+        write_lock = threading.RLock()
+
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # noqa: ANN001
-            immediate = conn.get_execution_options().get("tandem_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            if conn.get_execution_options().get("tandem_write", False):
+                if not write_lock.acquire(timeout=30):
+                    raise TimeoutError("waited 30 s for the database write lock")
+                conn.info["tandem_write_lock"] = True
+                try:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                except BaseException:
+                    conn.info.pop("tandem_write_lock", None)
+                    write_lock.release()
+                    raise
+            else:
+                conn.exec_driver_sql("BEGIN")
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _sqlite_end(conn):  # noqa: ANN001
+            if conn.info.pop("tandem_write_lock", False):
+                write_lock.release()
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)

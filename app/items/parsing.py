@@ -286,11 +286,26 @@ def _csv_record(row: dict[str, str], response_cols: list[str], *, line: int,
     return validate_record(obj, line=line, limits=limits)
 
 
+def parse_records(records: list[Any], *, limits: Limits) -> ParseResult:
+    """Validate records that arrived as JSON already; record N is reported as line N."""
+    result = ParseResult(lines=len(records))
+    for n, obj in enumerate(records, start=1):
+        try:
+            result.items.append(validate_record(obj, line=n, limits=limits))
+        except RecordError as exc:
+            result.add_error(n, str(exc))
+    return _finish(result)
+
+
 def parse_file(data: bytes, *, file_format: str, limits: Limits,
                progress: Callable[[int], None] | None = None) -> ParseResult:
     """Parse a whole file and flag duplicate external ids inside it."""
     parser = parse_csv if file_format == "csv" else parse_jsonl
-    result = parser(data, limits=limits, progress=progress)
+    return _finish(parser(data, limits=limits, progress=progress))
+
+
+def _finish(result: ParseResult) -> ParseResult:
+    """Flag duplicate external ids, order the errors, refuse an empty import."""
     seen: dict[str, int] = {}
     unique = []
     for item in result.items:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -14,7 +15,14 @@ from app.core.db import session_scope
 from app.core.errors import Conflict
 from app.core.jobs import enqueue_after_commit
 from app.items import repository
-from app.items.parsing import Limits, LineError, ParsedItem, parse_file
+from app.items.parsing import (
+    Limits,
+    LineError,
+    ParsedItem,
+    ParseResult,
+    parse_file,
+    parse_records,
+)
 from app.models import ImportJob, Item, Project, Response, User
 from app.models.items import JobStatus, ResponseSource
 from app.models.types import utcnow
@@ -55,22 +63,36 @@ def limits() -> Limits:
                   max_response_chars=s.max_response_chars)
 
 
+def import_records(db: Session, *, project: Project, user: User | None,
+                   records: list) -> ImportReport:
+    """Import items sent as JSON (the API). Large batches go to a Celery job too."""
+    parsed = parse_records(records, limits=limits())
+    if parsed.ok and len(parsed.items) > get_settings().import_sync_limit:
+        data = "\n".join(json.dumps(r, ensure_ascii=False) for r in records).encode()
+        return import_file(db, project=project, user=user, data=data, filename="api.jsonl",
+                           file_format="jsonl")
+    return _import_parsed(db, project=project, parsed=parsed)
+
+
 def import_file(db: Session, *, project: Project, user: User | None, data: bytes,
                 filename: str, file_format: str) -> ImportReport:
     """Import a file. Small files are written now; large ones go to a Celery job."""
     parsed = parse_file(data, file_format=file_format, limits=limits())
-    report = ImportReport(lines=parsed.lines, errors=parsed.errors,
-                          error_count=parsed.error_count)
-    if not parsed.ok:
-        return report
-    if len(parsed.items) > get_settings().import_sync_limit:
+    if parsed.ok and len(parsed.items) > get_settings().import_sync_limit:
         job = ImportJob(project_id=project.id, created_by_id=user.id if user else None,
                         filename=filename[:300], file_format=file_format, content=data,
                         total=len(parsed.items))
         db.add(job)
         db.flush()
         enqueue_after_commit(db, "items.run_import", job.id)
-        report.job_id = job.id
+        return ImportReport(lines=parsed.lines, job_id=job.id)
+    return _import_parsed(db, project=project, parsed=parsed)
+
+
+def _import_parsed(db: Session, *, project: Project, parsed: ParseResult) -> ImportReport:
+    report = ImportReport(lines=parsed.lines, errors=parsed.errors,
+                          error_count=parsed.error_count)
+    if not parsed.ok:
         return report
     report.created, report.unchanged = insert_items(db, project_id=project.id,
                                                     items=parsed.items)

@@ -74,8 +74,9 @@ def next_candidate(db: Session, *, project_id: int, user_id: int, k: int, now: d
         .where(
             Item.project_id == project_id,
             Item.ready,
+            Item.label_count < k,
             ~exists().where(Assignment.item_id == Item.id, Assignment.user_id == user_id),
-            _labels_on(Item.id) + _live_leases_on(Item.id, now) < k,
+            Item.label_count + _live_leases_on(Item.id, now) < k,
         )
         .order_by(Item.id)
         .limit(1)
@@ -93,6 +94,10 @@ def used_slots(db: Session, *, item_id: int, now: datetime, except_user: int | N
         select(_labels_on(literal(item_id)) + _live_leases_on(literal(item_id), now,
                                                                except_user=except_user))
     ) or 0
+
+
+def count_labels(db: Session, *, item_id: int) -> int:
+    return db.scalar(select(_labels_on(literal(item_id)))) or 0
 
 
 def get_label_by_key(db: Session, *, idempotency_key: str) -> HumanLabel | None:

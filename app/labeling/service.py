@@ -138,6 +138,8 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) ->
     db.add(label)
     assignment.status, assignment.finished_at = AssignmentStatus.SUBMITTED, now
     db.flush()
+    item.label_count = repository.count_labels(db, item_id=item.id)
+    db.flush()
     return label
 
 

@@ -54,6 +54,9 @@ class Item(Base):
     # False while a background import is still writing; such items are invisible everywhere,
     # and the job flips them all in one statement at the end (nothing half-imported shows).
     ready: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Human labels on the item, recounted from human_labels under the item's lock whenever
+    # one is added; it lets the queue skip finished items without counting on every call.
+    label_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

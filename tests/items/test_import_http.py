@@ -77,6 +77,11 @@ def test_api_import_with_a_project_token(client, db) -> None:
                       json={"items": [{"prompt": "x"}]}, headers=auth)
     assert bad.status_code == 422
     assert bad.json()["errors"] == [{"line": 1, "message": "missing field 'responses'"}]
+    mixed = client.post(f"/api/v1/projects/{project.id}/items",
+                        json={"items": [sample_items(1, start=9)[0], 5]}, headers=auth)
+    assert mixed.status_code == 422
+    assert mixed.json()["errors"] == [
+        {"line": 2, "message": "wrong type: expected a JSON object, not int"}]
     # A token works on its own project only, and only for its scopes.
     assert client.post(f"/api/v1/projects/{other.id}/items", json=body,
                        headers=auth).status_code == 403
