@@ -55,8 +55,10 @@ def make_engine(url: str) -> Engine:
 
         # SQLite's busy handler retries with growing sleeps, so under load one writer can
         # starve while others grab the lock again at once. Inside one process, writers
-        # queue on this lock first, in order; the busy timeout still covers other processes.
-        write_lock = threading.RLock()
+        # queue on this lock first; the busy timeout still covers other processes. It is a
+        # plain Lock, not an RLock: FastAPI may end a transaction on another thread than the
+        # one that began it.
+        write_lock = threading.Lock()
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # noqa: ANN001
