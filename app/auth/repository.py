@@ -22,8 +22,14 @@ def list_users(db: Session) -> list[User]:
     return list(db.scalars(select(User).order_by(User.email)))
 
 
-def get_session(db: Session, *, id_hash: str) -> UserSession | None:
-    return db.get(UserSession, id_hash)
+
+def get_session_with_user(db: Session, *, id_hash: str) -> tuple[UserSession, User] | None:
+    row = db.execute(
+        select(UserSession, User)
+        .join(User, User.id == UserSession.user_id)
+        .where(UserSession.id_hash == id_hash)
+    ).first()
+    return (row[0], row[1]) if row else None
 
 
 def delete_session(db: Session, *, id_hash: str) -> None:

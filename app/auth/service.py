@@ -71,11 +71,11 @@ def start_session(db: Session, *, user: User, max_age_s: int) -> NewSession:
 
 
 def resolve_session(db: Session, *, session_id: str) -> tuple[User, UserSession] | None:
-    row = repository.get_session(db, id_hash=sha256_hex(session_id))
-    if row is None or row.expires_at < utcnow():
+    found = repository.get_session_with_user(db, id_hash=sha256_hex(session_id))
+    if found is None:
         return None
-    user = repository.get_user(db, user_id=row.user_id)
-    if user is None or not user.is_active:
+    row, user = found
+    if row.expires_at < utcnow() or not user.is_active:
         return None
     return user, row
 

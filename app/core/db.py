@@ -95,6 +95,20 @@ def get_sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
 
 
+_MEMO = "tandem_memo"
+
+
+def memo(session: Session, key: str) -> dict:
+    """A per-transaction cache for reads a request repeats (e.g. the project's rules)."""
+    return session.info.setdefault(_MEMO, {}).setdefault(key, {})
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _forget_memo(session: Session) -> None:
+    session.info.pop(_MEMO, None)
+
+
 def begin_write(session: Session) -> None:
     """Start the session's transaction as a writer (SQLite: BEGIN IMMEDIATE)."""
     if not session.in_transaction():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Select, and_, case, exists, func, literal, select, text
+from sqlalchemy import Select, and_, case, exists, func, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from app.models import Assignment, HumanLabel, Item, User
@@ -67,10 +67,10 @@ def lock_item(db: Session, *, item_id: int) -> Item | None:
 
 
 def next_candidate(db: Session, *, project_id: int, user_id: int, k: int, now: datetime,
-                   exclude: list[int]) -> int | None:
+                   exclude: list[int]) -> Item | None:
     """The first item with a free slot that this labeler never had, locked (PostgreSQL)."""
     query = (
-        select(Item.id)
+        select(Item)
         .where(
             Item.project_id == project_id,
             Item.ready,
@@ -96,18 +96,22 @@ def used_slots(db: Session, *, item_id: int, now: datetime, except_user: int | N
     ) or 0
 
 
-def count_labels(db: Session, *, item_id: int) -> int:
-    return db.scalar(select(_labels_on(literal(item_id)))) or 0
+def recount_labels(db: Session, *, item: Item) -> None:
+    """Set the item's label count from its labels (one UPDATE; the value is recounted)."""
+    db.execute(update(Item).where(Item.id == item.id)
+               .values(label_count=_labels_on(literal(item.id))))
 
 
-def get_label_by_key(db: Session, *, idempotency_key: str) -> HumanLabel | None:
-    return db.scalar(select(HumanLabel).where(HumanLabel.idempotency_key == idempotency_key))
-
-
-def get_label(db: Session, *, item_id: int, user_id: int) -> HumanLabel | None:
+def earlier_label(db: Session, *, idempotency_key: str, item_id: int,
+                  user_id: int) -> HumanLabel | None:
+    """A label already stored under this key, or by this user on this item."""
     return db.scalar(
-        select(HumanLabel).where(HumanLabel.item_id == item_id, HumanLabel.user_id == user_id)
+        select(HumanLabel)
+        .where(or_(HumanLabel.idempotency_key == idempotency_key,
+                   and_(HumanLabel.item_id == item_id, HumanLabel.user_id == user_id)))
+        .limit(1)
     )
+
 
 
 def item_status_counts(db: Session, *, project_id: int, k: int, now: datetime) -> dict[str, int]:

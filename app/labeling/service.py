@@ -58,20 +58,20 @@ def next_task(db: Session, *, project: Project, user: User) -> Task | None:
 
     tried: list[int] = []
     while True:
-        item_id = repository.next_candidate(db, project_id=project.id, user_id=user.id,
-                                            k=project.overlap_k, now=now, exclude=tried)
-        if item_id is None:
+        item = repository.next_candidate(db, project_id=project.id, user_id=user.id,
+                                         k=project.overlap_k, now=now, exclude=tried)
+        if item is None:
             return None
         # The candidate query may have read a snapshot older than our lock: recount.
-        if repository.used_slots(db, item_id=item_id, now=now) >= project.overlap_k:
-            tried.append(item_id)
+        if repository.used_slots(db, item_id=item.id, now=now) >= project.overlap_k:
+            tried.append(item.id)
             continue
-        assignment = Assignment(project_id=project.id, item_id=item_id, user_id=user.id,
+        assignment = Assignment(project_id=project.id, item_id=item.id, user_id=user.id,
                                 status=AssignmentStatus.ACTIVE, leased_at=now,
                                 expires_at=now + lease)
         db.add(assignment)
         db.flush()
-        return _task(db, assignment)
+        return _task(db, assignment, item)
 
 
 def current_task(db: Session, *, project: Project, user: User) -> Task | None:
@@ -82,8 +82,8 @@ def current_task(db: Session, *, project: Project, user: User) -> Task | None:
     return _task(db, current)
 
 
-def _task(db: Session, assignment: Assignment) -> Task:
-    item = items.get_item(db, item_id=assignment.item_id)
+def _task(db: Session, assignment: Assignment, item: Item | None = None) -> Task:
+    item = item or items.get_item(db, item_id=assignment.item_id)
     if item is None:
         raise NotFound("That item is gone.")
     originals = [r for r in items.list_responses(db, item_id=item.id)
@@ -97,13 +97,11 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) ->
     item = repository.lock_item(db, item_id=data.item_id)
     if item is None or item.project_id != project.id:
         raise NotFound("No such item in this project.")
-    earlier = repository.get_label_by_key(db, idempotency_key=data.idempotency_key)
+    earlier = repository.earlier_label(db, idempotency_key=data.idempotency_key,
+                                       item_id=item.id, user_id=user.id)
     if earlier is not None:
         if earlier.user_id != user.id:
             raise Conflict("This submission key belongs to someone else.")
-        return earlier
-    earlier = repository.get_label(db, item_id=item.id, user_id=user.id)
-    if earlier is not None:
         return earlier
 
     now = utcnow()
@@ -138,8 +136,7 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) ->
     db.add(label)
     assignment.status, assignment.finished_at = AssignmentStatus.SUBMITTED, now
     db.flush()
-    item.label_count = repository.count_labels(db, item_id=item.id)
-    db.flush()
+    repository.recount_labels(db, item=item)
     return label
 
 

@@ -43,15 +43,15 @@ class ProjectAccess:
 
 def authorize(db: Session, *, user: User, project_id: int, action: Action) -> ProjectAccess:
     """Return the project if ``user`` may do ``action`` on it; 404 for outsiders, 403 else."""
-    project = repository.get_project(db, project_id=project_id)
-    if project is None:
+    found = repository.get_project_and_role(db, project_id=project_id, user_id=user.id)
+    if found is None:
         raise NotFound("No such project.")
+    project, role = found
     if user.is_admin:
         return ProjectAccess(project=project, role=MemberRole.ADMIN)
-    member = repository.get_member(db, project_id=project_id, user_id=user.id)
-    if member is None:
+    if role is None:
         raise NotFound("No such project.")
-    access = ProjectAccess(project=project, role=member.role)
+    access = ProjectAccess(project=project, role=role)
     if not access.can(action):
         raise Forbidden("Your role in this project does not allow that.")
     return access

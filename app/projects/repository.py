@@ -12,6 +12,20 @@ def get_project(db: Session, *, project_id: int) -> Project | None:
     return db.get(Project, project_id)
 
 
+def get_project_and_role(db: Session, *, project_id: int,
+                         user_id: int) -> tuple[Project, str | None] | None:
+    """The project and the user's role in it (None if not a member), in one query."""
+    row = db.execute(
+        select(Project, ProjectMember.role)
+        .outerjoin(
+            ProjectMember,
+            (ProjectMember.project_id == Project.id) & (ProjectMember.user_id == user_id),
+        )
+        .where(Project.id == project_id)
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
 def get_member(db: Session, *, project_id: int, user_id: int) -> ProjectMember | None:
     return db.scalar(
         select(ProjectMember).where(
@@ -53,16 +67,22 @@ def list_members(db: Session, *, project_id: int) -> list[tuple[ProjectMember, U
     ]
 
 
-def current_rule_set(db: Session, *, project_id: int) -> RuleSet | None:
-    return db.scalar(
-        select(RuleSet)
+def current_rules(db: Session, *, project_id: int) -> tuple[RuleSet | None, list[Rule]]:
+    """The latest rule-set version and its rules, in one query."""
+    latest = (
+        select(RuleSet.id)
         .where(RuleSet.project_id == project_id)
         .order_by(RuleSet.version.desc())
         .limit(1)
+        .scalar_subquery()
     )
+    rows = db.execute(
+        select(RuleSet, Rule)
+        .outerjoin(Rule, Rule.rule_set_id == RuleSet.id)
+        .where(RuleSet.id == latest)
+        .order_by(Rule.position)
+    ).all()
+    if not rows:
+        return None, []
+    return rows[0][0], [rule for _, rule in rows if rule is not None]
 
-
-def list_rules(db: Session, *, rule_set_id: int) -> list[Rule]:
-    return list(
-        db.scalars(select(Rule).where(Rule.rule_set_id == rule_set_id).order_by(Rule.position))
-    )

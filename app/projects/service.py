@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app.auth import repository as users
+from app.core.db import memo
 from app.core.errors import NotFound
 from app.models import Project, ProjectMember, Rule, RuleSet, User
 from app.projects import repository
@@ -42,10 +43,11 @@ def update_project(db: Session, *, project: Project, data: ProjectIn) -> Project
 
 
 def get_rules(db: Session, *, project_id: int) -> tuple[RuleSet | None, list[Rule]]:
-    rule_set = repository.current_rule_set(db, project_id=project_id)
-    if rule_set is None:
-        return None, []
-    return rule_set, repository.list_rules(db, rule_set_id=rule_set.id)
+    """The project's current rules; read once per session (a request), then remembered."""
+    rules = memo(db, "rules")
+    if project_id not in rules:
+        rules[project_id] = repository.current_rules(db, project_id=project_id)
+    return rules[project_id]
 
 
 def set_rules(db: Session, *, project: Project, rules: list[RuleIn]) -> RuleSet:
@@ -55,6 +57,7 @@ def set_rules(db: Session, *, project: Project, rules: list[RuleIn]) -> RuleSet:
         (r.id, r.text) for r in rules
     ]:
         return current
+    memo(db, "rules").pop(project.id, None)
     rule_set = RuleSet(project_id=project.id, version=(current.version + 1) if current else 1)
     db.add(rule_set)
     db.flush()
