@@ -187,8 +187,9 @@ class Budget:
 
 class Labeler(threading.Thread):
     def __init__(self, url: str, project_id: int, email: str, budget: Budget,
-                 start_gate: threading.Barrier, seed: int) -> None:
+                 start_gate: threading.Barrier, seed: int, think_s: float = 0.0) -> None:
         super().__init__(daemon=True)
+        self.think_s = think_s
         self.url, self.project_id, self.email = url, project_id, email
         self.budget, self.gate = budget, start_gate
         self.rng = random.Random(seed)
@@ -235,6 +236,9 @@ class Labeler(threading.Thread):
                     return
             if not self.budget.take():
                 return
+            if self.think_s:
+                # A labeler reads the item before answering; 0 means back-to-back requests.
+                time.sleep(self.rng.uniform(0.5, 1.5) * self.think_s)
             scale = self.rng.choice("11222334455")
             t0 = time.perf_counter()
             r = client.post(f"{base}/submit", headers=HX, data={
@@ -270,10 +274,11 @@ def _task_of(html: str) -> tuple[str, str] | None:
     return m_item.group(1), m_key.group(1)
 
 
-def bench_labeling(server: Server, ctx: dict, labels: int) -> dict:
+def bench_labeling(server: Server, ctx: dict, labels: int, think_ms: float = 0.0) -> dict:
     budget = Budget(labels)
     gate = threading.Barrier(len(ctx["emails"]) + 1)
-    threads = [Labeler(server.url, ctx["project_id"], email, budget, gate, seed=i)
+    threads = [Labeler(server.url, ctx["project_id"], email, budget, gate, seed=i,
+                       think_s=think_ms / 1000)
                for i, email in enumerate(ctx["emails"])]
     for t in threads:
         t.start()
@@ -292,7 +297,8 @@ def bench_labeling(server: Server, ctx: dict, labels: int) -> dict:
     acked = sum(t.acked for t in threads)
     nxt, sub = summary_ms(next_s), summary_ms(submit_s)
     return {
-        "labelers": len(ctx["emails"]), "requested": labels, "acknowledged": acked,
+        "labelers": len(ctx["emails"]), "think_ms": think_ms, "requested": labels,
+        "acknowledged": acked,
         "ties": sum(t.ties for t in threads),
         "seconds": wall, "labels_per_s": acked / wall if wall else 0.0,
         "next": nxt, "submit": sub,
@@ -469,7 +475,7 @@ def log_findings(log: Path) -> dict[str, int]:
 
 
 def run_backend(out: dict, kind: str, items: list[dict], body: bytes, labels: int,
-                labelers: int, stamp: str, keep: bool) -> None:
+                labelers: int, stamp: str, keep: bool, think_ms: float = 0.0) -> None:
     """Run every phase on a fresh database, filling ``out`` as it goes."""
     print(f"\n== {kind}: fresh database", flush=True)
     backend = create_backend(kind)
@@ -485,7 +491,7 @@ def run_backend(out: dict, kind: str, items: list[dict], body: bytes, labels: in
             out["import"] = bench_import(server, ctx, body, len(items))
             print(f"   -> {out['import']['seconds']:.2f} s", flush=True)
             print(f"   labeling: {labelers} labelers, {labels} labels...", flush=True)
-            out["labeling"] = bench_labeling(server, ctx, labels)
+            out["labeling"] = bench_labeling(server, ctx, labels, think_ms)
             lab = out["labeling"]
             print(f"   -> {lab['seconds']:.1f} s, next p99 {lab['next']['p99_ms']:.1f} ms, "
                   f"submit p99 {lab['submit']['p99_ms']:.1f} ms, errors {lab['error_count']}",
@@ -590,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", type=int, default=2_000, help="labels submitted over HTTP")
     ap.add_argument("--labelers", type=int, default=LABELERS, help="concurrent labelers")
     ap.add_argument("--keep", action="store_true", help="keep the databases afterwards")
+    ap.add_argument("--think-ms", type=float, default=0.0,
+                    help="mean time a labeler reads an item before submitting (0: back to back)")
     args = ap.parse_args(argv)
     kinds = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -607,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
         results[kind] = {}
         try:
             run_backend(results[kind], kind, items, body, args.labels, args.labelers, stamp,
-                        args.keep)
+                        args.keep, args.think_ms)
         except Exception as exc:  # noqa: BLE001 (report it and go on with the next backend)
             import traceback
 
@@ -615,7 +623,8 @@ def main(argv: list[str] | None = None) -> int:
             results[kind]["failed"] = f"{type(exc).__name__}: {exc}"
 
     print(f"\nTandem benchmark, {args.items} items, {args.labels} labels by {args.labelers} "
-          f"labelers, k={K}; {os.cpu_count()} CPUs; commit {_git_commit()}; "
+          f"labelers (think {args.think_ms:.0f} ms), k={K}; {os.cpu_count()} CPUs; "
+          f"commit {_git_commit()}; "
           f"total {time.perf_counter() - t0:.0f} s\n")
     print(table(results))
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -624,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         "timestamp": stamp, "commit": _git_commit(), "cpus": os.cpu_count(),
         "python": platform.python_version(), "platform": platform.platform(),
         "config": {"items": args.items, "labels": args.labels, "labelers": args.labelers, "k": K,
+                   "think_ms": args.think_ms,
                    "avg_words_per_item": words, "import_body_bytes": len(body)},
         "targets": {"import_s": IMPORT_TARGET_S, "label_p99_ms": LATENCY_TARGET_MS},
         "results": results,
