@@ -8,7 +8,7 @@ from celery import Celery
 
 from app.core.config import Settings, get_settings
 
-TASK_MODULES = ["app.items.tasks"]
+TASK_MODULES = ["app.items.tasks", "app.judging.tasks"]
 QUEUES = ("import", "export", "judge", "generate")
 
 
@@ -34,7 +34,8 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue="import",
-        task_routes={"items.*": {"queue": "import"}, "exports.*": {"queue": "export"}},
+        task_routes={"items.*": {"queue": "import"}, "exports.*": {"queue": "export"},
+                     "judging.*": {"queue": "judge"}},
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     max_line_bytes: int = 1024 * 1024
     max_response_chars: int = 100_000
     max_responses: int = 8
+    # Judge calls that fail transiently are retried this often, backing off from this base.
+    judge_max_retries: int = 5
+    judge_retry_base_s: float = 1.0
+    # Converted judge models (e.g. the SmolLM2 GGUF de-quantised once) are kept here.
+    model_cache_dir: Path = ROOT / ".cache" / "models"
 
     @property
     def resolved_database_url(self) -> str:

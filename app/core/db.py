@@ -129,3 +129,14 @@ def session_scope(*, write: bool = False) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def insert_ignore(session: Session, model: type, rows: list[dict], *, keys: list[str]) -> None:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING, on SQLite and PostgreSQL alike."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(model).on_conflict_do_nothing(index_elements=keys), rows)

@@ -74,11 +74,12 @@ def next_candidate(db: Session, *, project_id: int, user_id: int, k: int, now: d
         .where(
             Item.project_id == project_id,
             Item.ready,
+            ~Item.ai_accepted,  # the AI judge labeled it confidently: no human needed
             Item.label_count < k,
             ~exists().where(Assignment.item_id == Item.id, Assignment.user_id == user_id),
             Item.label_count + _live_leases_on(Item.id, now) < k,
         )
-        .order_by(Item.id)
+        .order_by(Item.queue_priority.desc(), Item.id)  # what the judge was unsure of, first
         .limit(1)
     )
     if exclude:

@@ -1,11 +1,17 @@
 """ORM models, one module per aggregate. Importing this package registers every table."""
 
 from app.models.items import ImportJob, Item, Response
+from app.models.judging import AiLabel, JudgeCacheEntry, JudgeConfig, JudgeRun, JudgeRunItem
 from app.models.labels import Assignment, HumanLabel
 from app.models.projects import Project, ProjectMember, Rule, RuleSet
 from app.models.users import ApiToken, User, UserSession
 
 __all__ = [
+    "AiLabel",
+    "JudgeCacheEntry",
+    "JudgeConfig",
+    "JudgeRun",
+    "JudgeRunItem",
     "ApiToken",
     "Assignment",
     "HumanLabel",

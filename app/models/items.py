@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -40,6 +41,7 @@ class Item(Base):
     __table_args__ = (
         UniqueConstraint("project_id", "external_id"),
         Index("ix_items_project_ready_id", "project_id", "ready", "id"),
+        Index("ix_items_queue", "project_id", "ready", "queue_priority", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -57,6 +59,10 @@ class Item(Base):
     # Human labels on the item, recounted from human_labels under the item's lock whenever
     # one is added; it lets the queue skip finished items without counting on every call.
     label_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # From the item's latest AI label, set when that label is written: an accepted AI label
+    # takes the item out of the human queue; an uncertain one puts it first in line.
+    ai_accepted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    queue_priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -69,4 +69,5 @@ class Rule(Base):
     rule_set_id: Mapped[int] = mapped_column(ForeignKey("rule_sets.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(40))
     text: Mapped[str] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String(10), default="medium", server_default="medium")
     position: Mapped[int] = mapped_column(Integer)

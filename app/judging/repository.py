@@ -1,0 +1,120 @@
+"""Queries for judge configurations, runs, their items and AI labels."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.models import AiLabel, HumanLabel, Item, JudgeCacheEntry, JudgeConfig, JudgeRun
+from app.models import JudgeRunItem as RunItem
+from app.models.judging import RunItemStatus
+
+
+def get_config(db: Session, *, project_id: int) -> JudgeConfig | None:
+    return db.scalar(select(JudgeConfig).where(JudgeConfig.project_id == project_id))
+
+
+def get_run(db: Session, *, run_id: int) -> JudgeRun | None:
+    return db.get(JudgeRun, run_id)
+
+
+def list_runs(db: Session, *, project_id: int, limit: int = 20) -> list[JudgeRun]:
+    return list(db.scalars(select(JudgeRun).where(JudgeRun.project_id == project_id)
+                           .order_by(JudgeRun.id.desc()).limit(limit)))
+
+
+def select_item_ids(db: Session, *, project_id: int, mode: str,
+                    external_id_prefix: str = "") -> list[int]:
+    """Items for a run: all, those no human has labeled, or by external-id prefix."""
+    query = select(Item.id).where(Item.project_id == project_id, Item.ready)
+    if mode == "unlabeled":
+        query = query.where(~select(HumanLabel.id).where(HumanLabel.item_id == Item.id).exists())
+    if external_id_prefix:
+        query = query.where(Item.external_id.startswith(external_id_prefix, autoescape=True))
+    return list(db.scalars(query.order_by(Item.id)))
+
+
+def pending_item_ids(db: Session, *, run_id: int, stale_before: datetime) -> list[int]:
+    """Items not yet judged: pending, or claimed by a worker that has gone quiet."""
+    return list(db.scalars(
+        select(RunItem.item_id).where(
+            RunItem.run_id == run_id,
+            (RunItem.status == RunItemStatus.PENDING)
+            | ((RunItem.status == RunItemStatus.RUNNING) & (RunItem.claimed_at < stale_before)),
+        ).order_by(RunItem.item_id)))
+
+
+def claim_items(db: Session, *, run_id: int, item_ids: list[int], now: datetime,
+                stale_before: datetime) -> list[int]:
+    """Conditionally mark items running; returns those this caller got."""
+    rows = db.execute(
+        update(RunItem)
+        .where(
+            RunItem.run_id == run_id,
+            RunItem.item_id.in_(item_ids),
+            (RunItem.status == RunItemStatus.PENDING)
+            | ((RunItem.status == RunItemStatus.RUNNING) & (RunItem.claimed_at < stale_before)),
+        )
+        .values(status=RunItemStatus.RUNNING, claimed_at=now, attempts=RunItem.attempts + 1)
+        .returning(RunItem.item_id)
+    )
+    return sorted(r[0] for r in rows)
+
+
+def set_items(db: Session, *, run_id: int, item_ids: list[int], status: str,
+              error: str | None = None, now: datetime | None = None) -> None:
+    if item_ids:
+        db.execute(update(RunItem)
+                   .where(RunItem.run_id == run_id, RunItem.item_id.in_(item_ids),
+                          RunItem.status == RunItemStatus.RUNNING)
+                   .values(status=status, error=error, finished_at=now))
+
+
+def status_counts(db: Session, *, run_id: int) -> dict[str, int]:
+    rows = db.execute(select(RunItem.status, func.count()).where(RunItem.run_id == run_id)
+                      .group_by(RunItem.status))
+    counts = {s.value: 0 for s in RunItemStatus}
+    counts.update({s: n for s, n in rows})
+    return counts
+
+
+def label_totals(db: Session, *, run_id: int) -> dict[str, int]:
+    row = db.execute(select(
+        func.count(AiLabel.id), func.coalesce(func.sum(AiLabel.prompt_tokens), 0),
+        func.coalesce(func.sum(AiLabel.completion_tokens), 0),
+        func.count(AiLabel.id).filter(AiLabel.consistent),
+    ).where(AiLabel.run_id == run_id)).one()
+    return {"labels": row[0], "prompt_tokens": int(row[1]), "completion_tokens": int(row[2]),
+            "consistent": int(row[3])}
+
+
+def route_counts(db: Session, *, run_id: int) -> dict[str, int]:
+    rows = db.execute(select(AiLabel.route, func.count()).where(AiLabel.run_id == run_id)
+                      .group_by(AiLabel.route))
+    return {r: n for r, n in rows}
+
+
+def failures(db: Session, *, run_id: int, limit: int = 20) -> list[RunItem]:
+    return list(db.scalars(select(RunItem).where(RunItem.run_id == run_id,
+                                                 RunItem.status == RunItemStatus.FAILED)
+                           .order_by(RunItem.item_id).limit(limit)))
+
+
+def cached(db: Session, *, keys: list[str]) -> dict[str, dict]:
+    if not keys:
+        return {}
+    return {e.key: e.value for e in
+            db.scalars(select(JudgeCacheEntry).where(JudgeCacheEntry.key.in_(keys)))}
+
+
+def ai_label(db: Session, *, run_id: int, item_id: int) -> AiLabel | None:
+    return db.scalar(select(AiLabel).where(AiLabel.run_id == run_id, AiLabel.item_id == item_id))
+
+
+def set_item_routing(db: Session, *, item_id: int, route: str) -> None:
+    """The item's queue place follows its latest AI label."""
+    db.execute(update(Item).where(Item.id == item_id).values(
+        ai_accepted=route in ("accepted", "review"),
+        queue_priority=1 if route == "human" else 0))
