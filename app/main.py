@@ -74,6 +74,7 @@ def create_app() -> FastAPI:
     from app.auth.router import router as auth_router
     from app.exports.router import router as exports_router
     from app.items.router import router as items_router
+    from app.judging.pages import router as judging_pages
     from app.judging.router import api as judging_api
     from app.labeling.router import router as labeling_router
     from app.projects.router import router as projects_router
@@ -82,7 +83,7 @@ def create_app() -> FastAPI:
                   openapi_url="/api/v1/openapi.json", redoc_url=None)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     for router in (auth_router, projects_router, items_router, labeling_router,
-                   exports_router, api_router, judging_api):
+                   exports_router, api_router, judging_pages, judging_api):
         app.include_router(router)
 
     app.add_middleware(SecurityHeaders)

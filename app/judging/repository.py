@@ -16,6 +16,13 @@ def get_config(db: Session, *, project_id: int) -> JudgeConfig | None:
     return db.scalar(select(JudgeConfig).where(JudgeConfig.project_id == project_id))
 
 
+def preview_item_id(db: Session, *, project_id: int, external_id: str = "") -> int | None:
+    query = select(Item.id).where(Item.project_id == project_id, Item.ready)
+    if external_id:
+        query = query.where(Item.external_id == external_id)
+    return db.scalar(query.order_by(Item.id).limit(1))
+
+
 def get_run(db: Session, *, run_id: int) -> JudgeRun | None:
     return db.get(JudgeRun, run_id)
 

@@ -24,7 +24,15 @@ from app.judging.prompts import DEFAULT_TEMPLATE, Question, check_template, rend
 from app.judging.providers.base import Answer, Provider, cache_key
 from app.judging.schemas import JudgeConfigIn, RunIn
 from app.judging.scoring import PairVerdict, bradley_terry, combine, route
-from app.models import AiLabel, JudgeCacheEntry, JudgeConfig, JudgeRun, Project, User
+from app.models import (
+    AiLabel,
+    JudgeCacheEntry,
+    JudgeConfig,
+    JudgePreview,
+    JudgeRun,
+    Project,
+    User,
+)
 from app.models import JudgeRunItem as RunItem
 from app.models.items import ResponseSource
 from app.models.judging import RunItemStatus, RunStatus
@@ -54,12 +62,8 @@ def update_config(db: Session, *, project: Project, data: JudgeConfigIn) -> Judg
     if data.provider == "openai" and not data.model:
         raise BadRequest("An OpenAI-compatible judge needs a model name.")
     config = get_config(db, project=project)
-    for field in ("provider", "model", "base_url", "api_key_env", "template",
-                  "confidence_threshold", "review_fraction", "max_concurrency",
-                  "requests_per_minute", "batch_size", "judge_rules", "show_suggestions"):
-        setattr(config, field, getattr(data, field))
-    config.sampling = {"temperature": data.temperature, "max_tokens": data.max_tokens,
-                       "top_logprobs": data.top_logprobs}
+    for field, value in _config_fields(data).items():
+        setattr(config, field, value)
     config.updated_at = utcnow()
     db.flush()
     return config
@@ -367,3 +371,67 @@ def judge_item(provider: Provider, config: dict[str, Any], *, run_id: int, item_
         "latency_ms": sum(a.latency_ms for a in answers),
         "created_at": utcnow(),
     }
+
+
+# -- preview: the judge's answer on one real item, with a draft configuration ------------
+
+
+def start_preview(db: Session, *, project: Project, data: JudgeConfigIn,
+                  external_id: str = "") -> JudgePreview:
+    """Render the draft template on a real item now; ask the judge in a worker."""
+    check_template(data.template)
+    item_id = repository.preview_item_id(db, project_id=project.id, external_id=external_id)
+    if item_id is None:
+        raise NotFound(f"No item with the external id {external_id!r}." if external_id
+                       else "The project has no items to preview on.")
+    task_type, prompt, responses, rules = _item_work(db, item_id=item_id,
+                                                     project_id=project.id)
+    config = {**config_snapshot(JudgeConfig(**_config_fields(data))), "preview": True}
+    question = render_pair(data.template, rules=rules, prompt=prompt,
+                           response_a=responses[0][1], response_b=responses[1][1])
+    preview = JudgePreview(project_id=project.id, item_id=item_id, config=config,
+                           rendered=question.messages[0]["content"], status=RunStatus.QUEUED)
+    db.add(preview)
+    db.flush()
+    enqueue_after_commit(db, "judging.preview", preview.id)
+    return preview
+
+
+def run_preview(*, preview_id: int) -> None:
+    """Body of the ``judging.preview`` task."""
+    from app.judging.providers import build_provider
+    from app.judging.providers.base import TransientError
+
+    with session_scope(write=True) as db:
+        claimed = db.execute(update(JudgePreview)
+                             .where(JudgePreview.id == preview_id,
+                                    JudgePreview.status == RunStatus.QUEUED)
+                             .values(status=RunStatus.RUNNING)).rowcount
+        if not claimed:
+            return
+        preview = db.get(JudgePreview, preview_id)
+        assert preview is not None
+        config, item_id, project_id = preview.config, preview.item_id, preview.project_id
+        task_type, prompt, responses, rules = _item_work(db, item_id=item_id,
+                                                         project_id=project_id)
+    try:
+        label = judge_item(build_provider(config), config, run_id=0, item_id=item_id,
+                           project_id=project_id, rule_set_id=None, task_type=task_type,
+                           prompt=prompt, responses=responses, rules=rules)
+        status, result, error = RunStatus.SUCCEEDED, _jsonable(label), None
+    except (TransientError, _ItemFailed, BadRequest, ValueError, RuntimeError) as exc:
+        status, result, error = RunStatus.FAILED, None, str(getattr(exc, "message", exc))
+    with session_scope(write=True) as db:
+        db.execute(update(JudgePreview).where(JudgePreview.id == preview_id)
+                   .values(status=status, result=result, error=error))
+
+
+def _config_fields(data: JudgeConfigIn) -> dict[str, Any]:
+    fields = data.model_dump(exclude={"temperature", "max_tokens", "top_logprobs"})
+    fields["sampling"] = {"temperature": data.temperature, "max_tokens": data.max_tokens,
+                          "top_logprobs": data.top_logprobs}
+    return fields
+
+
+def _jsonable(label: dict) -> dict:
+    return {k: v for k, v in label.items() if k != "created_at"}

@@ -17,6 +17,12 @@ def dispatch(run_id: int) -> None:
         judge_batch.delay(run_id, batch)
 
 
+@celery.task(name="judging.preview")
+def preview(preview_id: int) -> None:
+    """Ask the judge about one item with a draft configuration."""
+    service.run_preview(preview_id=preview_id)
+
+
 @celery.task(name="judging.judge_batch", bind=True, max_retries=None)
 def judge_batch(self, run_id: int, item_ids: list[int]) -> None:  # noqa: ANN001
     """Judge a batch; transient endpoint errors are retried with backoff (or Retry-After),

@@ -1,7 +1,14 @@
 """ORM models, one module per aggregate. Importing this package registers every table."""
 
 from app.models.items import ImportJob, Item, Response
-from app.models.judging import AiLabel, JudgeCacheEntry, JudgeConfig, JudgeRun, JudgeRunItem
+from app.models.judging import (
+    AiLabel,
+    JudgeCacheEntry,
+    JudgeConfig,
+    JudgePreview,
+    JudgeRun,
+    JudgeRunItem,
+)
 from app.models.labels import Assignment, HumanLabel
 from app.models.projects import Project, ProjectMember, Rule, RuleSet
 from app.models.users import ApiToken, User, UserSession
@@ -10,6 +17,7 @@ __all__ = [
     "AiLabel",
     "JudgeCacheEntry",
     "JudgeConfig",
+    "JudgePreview",
     "JudgeRun",
     "JudgeRunItem",
     "ApiToken",

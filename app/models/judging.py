@@ -161,3 +161,21 @@ class JudgeCacheEntry(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class JudgePreview(Base):
+    """The judge's answer on one real item with a draft configuration, before any run."""
+
+    __tablename__ = "judge_previews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    rendered: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.QUEUED)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -16,7 +16,7 @@ from app.labeling.service import current_task, project_progress
 from app.models import User
 from app.projects import repository, service
 from app.projects.policies import Action, authorize, can_create_projects
-from app.projects.schemas import MemberIn, ProjectIn, parse_rules_text
+from app.projects.schemas import MemberIn, ProjectIn, format_rules, parse_rules_text
 
 router = APIRouter(include_in_schema=False)
 
@@ -91,7 +91,7 @@ def settings_page(request: Request, project_id: int, user: User = Depends(requir
     rule_set, rules = service.get_rules(db, project_id=project_id)
     return render(request, "projects/settings.html", {
         "project": access.project, "rule_set": rule_set,
-        "rules_text": "\n".join(f"{r.key}: {r.text}" for r in rules),
+        "rules_text": format_rules(rules),
         "members": repository.list_members(db, project_id=project_id),
         "all_users": users.list_users(db),
         "tokens": list_tokens(db, project_id=project_id),
@@ -143,7 +143,7 @@ def create_token(request: Request, project_id: int, name: str = Form("token"),
     rule_set, rules = service.get_rules(db, project_id=project_id)
     return render(request, "projects/settings.html", {
         "project": access.project, "rule_set": rule_set,
-        "rules_text": "\n".join(f"{r.key}: {r.text}" for r in rules),
+        "rules_text": format_rules(rules),
         "members": repository.list_members(db, project_id=project_id),
         "all_users": users.list_users(db),
         "tokens": list_tokens(db, project_id=project_id),

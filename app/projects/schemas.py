@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -14,6 +15,7 @@ RULE_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 class RuleIn(BaseModel):
     id: str = Field(min_length=1, max_length=40)
     text: str = Field(min_length=1, max_length=2000)
+    severity: Literal["low", "medium", "high"] = "medium"
 
     @field_validator("id")
     @classmethod
@@ -54,13 +56,27 @@ class MemberIn(BaseModel):
     role: MemberRole
 
 
+RULE_LINE = re.compile(
+    r"^(?P<key>[A-Za-z0-9_.-]{1,40})\s*(?:\[(?P<severity>low|medium|high)\])?\s*:\s*(?P<text>.+)$"
+)
+
+
 def parse_rules_text(text: str) -> list[RuleIn]:
-    """One rule a line, ``id: text``; a line without an id gets R1, R2, ..."""
+    """One rule a line, ``id [severity]: text`` (severity low, medium or high; medium if
+    left out); a line without an id gets R1, R2, ..."""
     rules: list[RuleIn] = []
     for n, line in enumerate((ln.strip() for ln in text.splitlines() if ln.strip()), start=1):
-        key, sep, body = line.partition(":")
-        if sep and RULE_KEY.match(key.strip()) and body.strip():
-            rules.append(RuleIn(id=key.strip(), text=body.strip()))
+        match = RULE_LINE.match(line)
+        if match:
+            rules.append(RuleIn(id=match["key"], text=match["text"].strip(),
+                                severity=match["severity"] or "medium"))
         else:
             rules.append(RuleIn(id=f"R{n}", text=line))
     return rules
+
+
+def format_rules(rules: list) -> str:  # noqa: ANN001  (Rule rows)
+    """The editable text form of a rule set (the inverse of parse_rules_text)."""
+    return "\n".join(
+        f"{r.key}{'' if r.severity == 'medium' else f' [{r.severity}]'}: {r.text}" for r in rules
+    )

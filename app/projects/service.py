@@ -53,8 +53,8 @@ def get_rules(db: Session, *, project_id: int) -> tuple[RuleSet | None, list[Rul
 def set_rules(db: Session, *, project: Project, rules: list[RuleIn]) -> RuleSet:
     """Make a new rule-set version unless the rules are the same as the current one."""
     current, existing = get_rules(db, project_id=project.id)
-    if current is not None and [(r.key, r.text) for r in existing] == [
-        (r.id, r.text) for r in rules
+    if current is not None and [(r.key, r.text, r.severity) for r in existing] == [
+        (r.id, r.text, r.severity) for r in rules
     ]:
         return current
     memo(db, "rules").pop(project.id, None)
@@ -62,7 +62,7 @@ def set_rules(db: Session, *, project: Project, rules: list[RuleIn]) -> RuleSet:
     db.add(rule_set)
     db.flush()
     db.add_all(
-        Rule(rule_set_id=rule_set.id, key=r.id, text=r.text, position=i)
+        Rule(rule_set_id=rule_set.id, key=r.id, text=r.text, severity=r.severity, position=i)
         for i, r in enumerate(rules)
     )
     db.flush()

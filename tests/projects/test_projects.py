@@ -110,3 +110,25 @@ def test_labeler_cannot_reach_another_projects_api(client) -> None:
     assert client.get(f"/api/v1/projects/{other.id}").status_code == 404
     assert client.get(f"/api/v1/projects/{other.id}/export").status_code == 404
     assert [p["name"] for p in client.get("/api/v1/projects").json()] == ["Mine"]
+
+
+def test_rules_carry_a_severity_and_a_severity_change_is_a_new_version(client, db) -> None:
+    from app.projects.schemas import format_rules, parse_rules_text
+
+    rules = parse_rules_text("safe [high]: No dangerous advice\nkind: Be kind\nplain text rule")
+    assert [(r.id, r.severity) for r in rules] == [("safe", "high"), ("kind", "medium"),
+                                                   ("R3", "medium")]
+    make_user("admin@example.org", admin=True)
+    csrf = login(client, "admin@example.org")
+    client.post("/projects", data={"csrf_token": csrf, "name": "P", "task_type": "pairwise",
+                                   "rules_text": "safe [high]: No dangerous advice"})
+    project = db.scalar(select(Project))
+    page = client.get(f"/projects/{project.id}/settings").text
+    assert "safe [high]: No dangerous advice" in page
+    client.post(f"/projects/{project.id}/settings", data={
+        "csrf_token": csrf, "name": "P", "overlap_k": "1", "lease_minutes": "30",
+        "rules_text": "safe [low]: No dangerous advice"})
+    db.rollback()
+    assert db.scalars(select(RuleSet.version).order_by(RuleSet.version)).all() == [1, 2]
+    assert format_rules(db.scalars(select(Rule).order_by(Rule.id.desc()).limit(1)).all()) == \
+        "safe [low]: No dangerous advice"
