@@ -184,7 +184,10 @@ def dispatch(*, run_id: int) -> list[list[int]]:
 
 
 def judge_batch(*, run_id: int, item_ids: list[int], provider: Provider | None = None) -> None:
-    """Judge these items of the run; idempotent. Raises TransientError to be retried."""
+    """Judge these items of the run; idempotent. Raises TransientError to be retried.
+
+    The questions of all the batch's items go to the provider together, so a local model
+    scores them in a few padded forward passes."""
     from app.judging.providers import build_provider
     from app.judging.providers.base import TransientError
 
@@ -196,37 +199,45 @@ def judge_batch(*, run_id: int, item_ids: list[int], provider: Provider | None =
         mine = repository.claim_items(db, run_id=run_id, item_ids=item_ids, now=now,
                                       stale_before=now - CLAIM_STALE_AFTER)
         config, project_id, rule_set_id = run.config, run.project_id, run.rule_set_id
-        work = [_item_work(db, item_id=i, project_id=project_id) for i in mine]
+        work = {i: _item_work(db, item_id=i, project_id=project_id) for i in mine}
+    todo = [i for i in mine if not _judged(run_id, i)]
     if not mine:
         return
+    plans: list[ItemPlan] = []
+    for item_id in todo:
+        task_type, prompt, responses, rules = work[item_id]
+        try:
+            plans.append(plan_item(config, item_id=item_id, task_type=task_type,
+                                   prompt=prompt, responses=responses, rules=rules))
+        except BadRequest as exc:  # the template cannot be rendered for this item
+            _fail(run_id, [item_id], exc.message)
     provider = provider or build_provider(config)
     try:
-        for item_id, (task_type, prompt, responses, rules) in zip(mine, work, strict=True):
-            if _cancelled(run_id):
-                _release(run_id, [i for i in mine if not _judged(run_id, i)])
-                return
-            if _judged(run_id, item_id):
-                continue
-            try:
-                label = judge_item(provider, config, run_id=run_id, item_id=item_id,
-                                   project_id=project_id, rule_set_id=rule_set_id,
-                                   task_type=task_type, prompt=prompt, responses=responses,
-                                   rules=rules)
-            except BadRequest as exc:  # the template or the answer cannot be used
-                _fail(run_id, [item_id], exc.message)
-                continue
-            except _ItemFailed as exc:
-                _fail(run_id, [item_id], str(exc))
-                continue
-            with session_scope(write=True) as db:
-                insert_ignore(db, AiLabel, [label], keys=["run_id", "item_id"])
-                repository.set_item_routing(db, item_id=item_id, route=label["route"])
-                repository.set_items(db, run_id=run_id, item_ids=[item_id],
-                                     status=RunItemStatus.DONE, now=utcnow())
+        answers = ask(provider, [q for plan in plans for q in plan.questions])
     except TransientError:
-        _release(run_id, [i for i in mine if not _judged(run_id, i)])
+        _release(run_id, [p.item_id for p in plans])
         raise
+    if _cancelled(run_id):
+        _release(run_id, [p.item_id for p in plans])
+        return
+    start = 0
+    for plan in plans:
+        mine_answers = answers[start : start + len(plan.questions)]
+        start += len(plan.questions)
+        try:
+            label = finish_item(plan, mine_answers, config, run_id=run_id,
+                                project_id=project_id, rule_set_id=rule_set_id)
+        except _ItemFailed as exc:
+            _fail(run_id, [plan.item_id], str(exc))
+            continue
+        with session_scope(write=True) as db:
+            insert_ignore(db, AiLabel, [label], keys=["run_id", "item_id"])
+            repository.set_item_routing(db, item_id=plan.item_id, route=label["route"])
+            repository.set_items(db, run_id=run_id, item_ids=[plan.item_id],
+                                 status=RunItemStatus.DONE, now=utcnow())
     with session_scope(write=True) as db:
+        repository.set_items(db, run_id=run_id, item_ids=[i for i in mine if i not in todo],
+                             status=RunItemStatus.DONE, now=utcnow())
         _finish_if_done(db, run_id)
 
 
@@ -309,10 +320,20 @@ def ask(provider: Provider, questions: list[Question]) -> list[Answer]:
     return answers
 
 
-def judge_item(provider: Provider, config: dict[str, Any], *, run_id: int, item_id: int,
-               project_id: int, rule_set_id: int | None, task_type: str, prompt: Any,
-               responses: list[tuple[int, str]], rules: list[dict[str, str]]) -> dict:
-    """Both orders of every pair (and each rule per response) -> one AI label row."""
+@dataclass
+class ItemPlan:
+    """The questions for one item: both orders of every pair, then each rule per response."""
+
+    item_id: int
+    task_type: str
+    pairs: list[tuple[int, int]]
+    judged: list[int]
+    rule_questions: list[tuple[int, str]]
+    questions: list[Question]
+
+
+def plan_item(config: dict[str, Any], *, item_id: int, task_type: str, prompt: Any,
+              responses: list[tuple[int, str]], rules: list[dict[str, str]]) -> ItemPlan:
     template = config.get("template") or DEFAULT_TEMPLATE
     texts = dict(responses)
     ids = [rid for rid, _ in responses]
@@ -329,30 +350,37 @@ def judge_item(provider: Provider, config: dict[str, Any], *, run_id: int, item_
         if config.get("judge_rules", True) else []
     questions += [render_rule(next(r for r in rules if r["id"] == key), prompt=prompt,
                               response=texts[rid]) for rid, key in rule_questions]
-    answers = ask(provider, questions)
+    return ItemPlan(item_id=item_id, task_type=task_type, pairs=pairs, judged=judged,
+                    rule_questions=rule_questions, questions=questions)
+
+
+def finish_item(plan: ItemPlan, answers: list[Answer], config: dict[str, Any], *, run_id: int,
+                project_id: int, rule_set_id: int | None) -> dict:
+    """The answers to an item's questions -> one AI label row (raises _ItemFailed)."""
     errors = [a.error for a in answers if a.error]
     if errors:
         raise _ItemFailed(errors[0])
+    pairs = plan.pairs
     verdicts: list[PairVerdict] = [
         combine(a, b, answers[2 * n].p_first, answers[2 * n + 1].p_first)  # type: ignore[arg-type]
         for n, (a, b) in enumerate(pairs)]
     rule_verdicts: dict[str, dict[str, float]] = {}
-    for (rid, key), answer in zip(rule_questions, answers[2 * len(pairs):], strict=True):
+    for (rid, key), answer in zip(plan.rule_questions, answers[2 * len(pairs):], strict=True):
         rule_verdicts.setdefault(str(rid), {})[key] = round(float(answer.p_first or 0), 4)
-    if task_type == TaskType.PAIRWISE:
+    if plan.task_type == TaskType.PAIRWISE:
         verdict = verdicts[0]
         ranking = [verdict.a, verdict.b] if verdict.preference >= 0.5 else [verdict.b, verdict.a]
         consistent, confidence = verdict.consistent, verdict.confidence
         preference = verdict.preference
     else:
-        ranking = bradley_terry(judged, verdicts)
+        ranking = bradley_terry(plan.judged, verdicts)
         consistent = all(v.consistent for v in verdicts)
         confidence = min(v.confidence for v in verdicts)
         top = next(v for v in verdicts if ranking[0] in (v.a, v.b))
         preference = top.preference
     rationales = [a.rationale for a in answers[: 2 * len(pairs)] if a.rationale]
     return {
-        "run_id": run_id, "item_id": item_id, "project_id": project_id,
+        "run_id": run_id, "item_id": plan.item_id, "project_id": project_id,
         "rule_set_id": rule_set_id, "response_a_id": pairs[0][0], "response_b_id": pairs[0][1],
         "p_a_first": verdicts[0].p_a_first, "p_a_second": verdicts[0].p_a_second,
         "preference": preference, "confidence": confidence, "consistent": consistent,
@@ -365,12 +393,22 @@ def judge_item(provider: Provider, config: dict[str, Any], *, run_id: int, item_
         "route": route(consistent=consistent, confidence=confidence,
                        threshold=float(config.get("confidence_threshold", 0.7)),
                        review_fraction=float(config.get("review_fraction", 0.1)),
-                       run_id=run_id, item_id=item_id),
+                       run_id=run_id, item_id=plan.item_id),
         "prompt_tokens": sum(a.prompt_tokens for a in answers),
         "completion_tokens": sum(a.completion_tokens for a in answers),
         "latency_ms": sum(a.latency_ms for a in answers),
         "created_at": utcnow(),
     }
+
+
+def judge_item(provider: Provider, config: dict[str, Any], *, run_id: int, item_id: int,
+               project_id: int, rule_set_id: int | None, task_type: str, prompt: Any,
+               responses: list[tuple[int, str]], rules: list[dict[str, str]]) -> dict:
+    """Judge one item now (the preview); runs use judge_batch, which batches across items."""
+    plan = plan_item(config, item_id=item_id, task_type=task_type, prompt=prompt,
+                     responses=responses, rules=rules)
+    return finish_item(plan, ask(provider, plan.questions), config, run_id=run_id,
+                       project_id=project_id, rule_set_id=rule_set_id)
 
 
 # -- preview: the judge's answer on one real item, with a draft configuration ------------

@@ -113,11 +113,16 @@ class LocalProvider:
         import torch
 
         tokenizer, lm = load_model(self.model)
-        answers: list[Answer] = []
-        for start in range(0, len(questions), self.batch_size):
-            batch = questions[start : start + self.batch_size]
-            texts = [tokenizer.apply_chat_template(q.messages, tokenize=False,
-                                                   add_generation_prompt=True) for q in batch]
+        texts_all = [tokenizer.apply_chat_template(q.messages, tokenize=False,
+                                                   add_generation_prompt=True)
+                     for q in questions]
+        # Similar lengths share a batch, so little compute goes to padding.
+        order = sorted(range(len(questions)), key=lambda i: len(texts_all[i]))
+        answers: list[Answer | None] = [None] * len(questions)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = [questions[i] for i in idx]
+            texts = [texts_all[i] for i in idx]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             mask = enc["attention_mask"]
             # Left padding shifts positions; give each real token its own position.
@@ -128,10 +133,10 @@ class LocalProvider:
                             position_ids=positions).logits[:, -1, :]
             elapsed_ms = int((time.perf_counter() - began) * 1000 / len(batch))
             logprobs = logits.float().log_softmax(-1)
-            for row, question, n_tokens in zip(logprobs, batch, mask.sum(-1).tolist(),
-                                               strict=True):
+            for i, row, question, n_tokens in zip(idx, logprobs, batch, mask.sum(-1).tolist(),
+                                                  strict=True):
                 first, second = (self._choice_id(tokenizer, c) for c in question.choices)
                 pair = torch.stack([row[first], row[second]]).softmax(-1)
-                answers.append(Answer(p_first=float(pair[0]), prompt_tokens=int(n_tokens),
-                                      completion_tokens=0, latency_ms=elapsed_ms))
-        return answers
+                answers[i] = Answer(p_first=float(pair[0]), prompt_tokens=int(n_tokens),
+                                    completion_tokens=0, latency_ms=elapsed_ms)
+        return [a for a in answers if a is not None]
