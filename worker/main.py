@@ -1,6 +1,41 @@
-"""The Celery app the workers run, with every task module registered."""
+"""The Celery app the workers run, with every task module registered.
+
+Each worker also runs a small watchdog: work claimed by a worker that died (SIGKILL, lost
+machine) is handed out again once its claim is stale, instead of waiting for the broker's
+visibility timeout."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery.signals import worker_ready, worker_shutdown
 
 from app.core.celery import get_celery
+from app.core.config import get_settings
 
 celery = get_celery()
 celery.loader.import_default_modules()
+log = logging.getLogger("tandem.worker")
+_stop = threading.Event()
+
+
+def _watchdog() -> None:
+    from app.judging.tasks import recover
+
+    interval = max(1.0, get_settings().judge_claim_stale_s / 2)
+    while not _stop.wait(interval):
+        try:
+            recover()
+        except Exception:  # noqa: BLE001  (the next round tries again)
+            log.exception("watchdog round failed")
+
+
+@worker_ready.connect
+def _start_watchdog(**_: object) -> None:
+    threading.Thread(target=_watchdog, name="tandem-watchdog", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_watchdog(**_: object) -> None:
+    _stop.set()

@@ -24,8 +24,10 @@ def make_celery(settings: Settings) -> Celery:
         # kombu keeps its control exchanges in ./control unless told otherwise.
         options = {"data_folder_in": str(folder), "data_folder_out": str(folder),
                    "control_folder": str(control)}
-    elif broker.startswith("redis") and settings.broker_key_prefix:
-        options = {"global_keyprefix": settings.broker_key_prefix}
+    elif broker.startswith("redis"):
+        options = {"visibility_timeout": settings.broker_visibility_timeout_s}
+        if settings.broker_key_prefix:
+            options["global_keyprefix"] = settings.broker_key_prefix
     app.conf.update(
         broker_transport_options=options,
         broker_connection_retry_on_startup=True,

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     max_line_bytes: int = 1024 * 1024
     max_response_chars: int = 100_000
     max_responses: int = 8
+    # A task a dead worker held is handed out again after this long (Redis broker), and
+    # judge items it had claimed may be claimed again once they are this old.
+    broker_visibility_timeout_s: int = 900
+    judge_claim_stale_s: int = 600
     # Judge calls that fail transiently are retried this often, backing off from this base.
     judge_max_retries: int = 5
     judge_retry_base_s: float = 1.0

@@ -18,7 +18,8 @@ from app.projects.policies import Action, authorize
 router = APIRouter(include_in_schema=False)
 
 CONFIG_FIELDS = ("provider", "model", "base_url", "api_key_env", "template", "temperature",
-                 "max_tokens", "top_logprobs", "confidence_threshold", "review_fraction",
+                 "max_tokens", "top_logprobs", "request_timeout_s", "confidence_threshold",
+                 "review_fraction",
                  "max_concurrency", "requests_per_minute", "batch_size")
 
 

@@ -53,6 +53,20 @@ def pending_item_ids(db: Session, *, run_id: int, stale_before: datetime) -> lis
         ).order_by(RunItem.item_id)))
 
 
+def stale_items(db: Session, *, stale_before: datetime) -> list[tuple[int, list[int]]]:
+    rows = db.execute(
+        select(RunItem.run_id, RunItem.item_id)
+        .join(JudgeRun, JudgeRun.id == RunItem.run_id)
+        .where(JudgeRun.status == "running", RunItem.status == RunItemStatus.RUNNING,
+               RunItem.claimed_at < stale_before)
+        .order_by(RunItem.run_id, RunItem.item_id)
+    ).all()
+    by_run: dict[int, list[int]] = {}
+    for run_id, item_id in rows:
+        by_run.setdefault(run_id, []).append(item_id)
+    return list(by_run.items())
+
+
 def claim_items(db: Session, *, run_id: int, item_ids: list[int], now: datetime,
                 stale_before: datetime) -> list[int]:
     """Conditionally mark items running; returns those this caller got."""

@@ -19,6 +19,7 @@ class JudgeConfigIn(BaseModel):
     temperature: float = Field(default=0.0, ge=0, le=2)
     max_tokens: int = Field(default=256, ge=1, le=8192)
     top_logprobs: int = Field(default=20, ge=1, le=20)
+    request_timeout_s: float = Field(default=60.0, gt=0, le=600)
     confidence_threshold: float = Field(default=0.7, ge=0.5, le=1.0)
     review_fraction: float = Field(default=0.1, ge=0, le=1)
     max_concurrency: int = Field(default=4, ge=1, le=256)

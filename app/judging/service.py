@@ -40,8 +40,13 @@ from app.models.projects import TaskType
 from app.models.types import utcnow
 from app.projects.service import get_rules
 
-CLAIM_STALE_AFTER = timedelta(minutes=10)
 DISPATCH_CHUNK = 8
+
+
+def _claim_stale() -> timedelta:
+    from app.core.config import get_settings
+
+    return timedelta(seconds=get_settings().judge_claim_stale_s)
 
 
 def get_config(db: Session, *, project: Project) -> JudgeConfig:
@@ -176,7 +181,7 @@ def dispatch(*, run_id: int) -> list[list[int]]:
         assert run is not None
         size = max(1, int(run.config.get("batch_size", DISPATCH_CHUNK)))
         todo = repository.pending_item_ids(db, run_id=run_id,
-                                           stale_before=now - CLAIM_STALE_AFTER)
+                                           stale_before=now - _claim_stale())
         if not todo:
             _finish_if_done(db, run_id)
             return []
@@ -197,7 +202,7 @@ def judge_batch(*, run_id: int, item_ids: list[int], provider: Provider | None =
         if run is None or run.status != RunStatus.RUNNING:
             return
         mine = repository.claim_items(db, run_id=run_id, item_ids=item_ids, now=now,
-                                      stale_before=now - CLAIM_STALE_AFTER)
+                                      stale_before=now - _claim_stale())
         config, project_id, rule_set_id = run.config, run.project_id, run.rule_set_id
         work = {i: _item_work(db, item_id=i, project_id=project_id) for i in mine}
     todo = [i for i in mine if not _judged(run_id, i)]
@@ -465,11 +470,28 @@ def run_preview(*, preview_id: int) -> None:
 
 
 def _config_fields(data: JudgeConfigIn) -> dict[str, Any]:
-    fields = data.model_dump(exclude={"temperature", "max_tokens", "top_logprobs"})
+    fields = data.model_dump(exclude={"temperature", "max_tokens", "top_logprobs",
+                                      "request_timeout_s"})
     fields["sampling"] = {"temperature": data.temperature, "max_tokens": data.max_tokens,
-                          "top_logprobs": data.top_logprobs}
+                          "top_logprobs": data.top_logprobs,
+                          "request_timeout_s": data.request_timeout_s}
     return fields
 
 
 def _jsonable(label: dict) -> dict:
     return {k: v for k, v in label.items() if k != "created_at"}
+
+
+def recover_stale() -> list[tuple[int, list[int]]]:
+    """Items of running runs whose claim went stale (their worker died): hand them out again.
+
+    Returns (run id, item ids) batches to queue. A late redelivery of the dead worker's task
+    finds them done and does nothing, so recovering twice is harmless."""
+    now = utcnow()
+    out: list[tuple[int, list[int]]] = []
+    with session_scope(write=True) as db:
+        for run_id, item_ids in repository.stale_items(db, stale_before=now - _claim_stale()):
+            repository.set_items(db, run_id=run_id, item_ids=item_ids,
+                                 status=RunItemStatus.PENDING)
+            out.append((run_id, item_ids))
+    return out

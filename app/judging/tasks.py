@@ -17,6 +17,14 @@ def dispatch(run_id: int) -> None:
         judge_batch.delay(run_id, batch)
 
 
+@celery.task(name="judging.recover")
+def recover() -> None:
+    """Queue again the items whose worker died while judging them."""
+    for run_id, item_ids in service.recover_stale():
+        for start in range(0, len(item_ids), service.DISPATCH_CHUNK):
+            judge_batch.delay(run_id, item_ids[start : start + service.DISPATCH_CHUNK])
+
+
 @celery.task(name="judging.preview")
 def preview(preview_id: int) -> None:
     """Ask the judge about one item with a draft configuration."""

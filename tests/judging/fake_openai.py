@@ -36,6 +36,13 @@ class FakeOpenAI:
         self.default: tuple = ("json", completion("A", logprobs={"A": 0.7, "B": 0.3}))
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.times: list[float] = []
+        # Optional: decide the behaviour from the request body (else script, then default).
+        self.responder: Any = None
+        self.delay = 0.0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,9 +51,25 @@ class FakeOpenAI:
 
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append(body)
-                outer.headers.append({k.lower(): v for k, v in self.headers.items()})
-                kind, payload, *rest = outer.script.popleft() if outer.script else outer.default
+                with outer._lock:
+                    outer.requests.append(body)
+                    outer.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    outer.times.append(time.monotonic())
+                    outer.in_flight += 1
+                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                try:
+                    if outer.delay:
+                        time.sleep(outer.delay)
+                    self._answer(body)
+                finally:
+                    with outer._lock:
+                        outer.in_flight -= 1
+
+            def _answer(self, body: dict[str, Any]) -> None:
+                chosen = outer.responder(body) if outer.responder else None
+                if chosen is None:
+                    chosen = outer.script.popleft() if outer.script else outer.default
+                kind, payload, *rest = chosen
                 extra = rest[0] if rest else {}
                 if kind == "sleep":
                     time.sleep(payload)

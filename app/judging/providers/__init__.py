@@ -20,5 +20,6 @@ def build_provider(config: dict[str, Any]) -> Provider:
             base_url=config.get("base_url"), model=config.get("model", ""),
             api_key_env=config.get("api_key_env"), sampling=config.get("sampling") or {},
             concurrency=config.get("max_concurrency", 4),
-            per_minute=config.get("requests_per_minute", 600))
+            per_minute=config.get("requests_per_minute", 600),
+            timeout_s=float((config.get("sampling") or {}).get("request_timeout_s", 60.0)))
     raise ValueError(f"unknown judge provider {provider!r}")

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -46,16 +47,39 @@ class OpenAICompatProvider:
         self.base_url, self.model = base_url or "", model
         self.sampling = dict(sampling or {})
         self.mode = "logprobs"  # falls back to "json", then "text", as the server allows
+        # A slot held by a worker that died frees itself once no call could still be running.
         self.limiter = Limiter(f"{self.base_url}|{model}", concurrency=concurrency,
-                               per_minute=per_minute)
+                               per_minute=per_minute, lease_s=timeout_s + 5)
         self.concurrency = max(1, concurrency)
 
     def identity(self) -> str:
         return json.dumps(["openai", self.base_url, self.model, self.sampling], sort_keys=True)
 
     def answer(self, questions: list[Question]) -> list[Answer]:
+        stop = threading.Event()  # after a 429 or 5xx, send nothing more from this batch
+
+        def one(question: Question) -> Answer:
+            if stop.is_set():
+                raise TransientError("skipped after an earlier transient error")
+            try:
+                return self._one(question)
+            except TransientError:
+                stop.set()
+                raise
+
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(questions) or 1)) as pool:
-            return list(pool.map(self._one, questions))
+            futures = [pool.submit(one, q) for q in questions]
+            results: list[Answer] = []
+            first_error: TransientError | None = None
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except TransientError as exc:
+                    if first_error is None or "skipped after" in str(first_error):
+                        first_error = exc
+            if first_error is not None:
+                raise first_error
+            return results
 
     def _one(self, question: Question) -> Answer:
         while True:
