@@ -78,12 +78,14 @@ def create_app() -> FastAPI:
     from app.judging.router import api as judging_api
     from app.labeling.router import router as labeling_router
     from app.projects.router import router as projects_router
+    from app.reviewing.router import router as reviewing_router
 
     app = FastAPI(title="Tandem", version="0.1.0", docs_url="/api/docs",
                   openapi_url="/api/v1/openapi.json", redoc_url=None)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     for router in (auth_router, projects_router, items_router, labeling_router,
-                   exports_router, api_router, judging_pages, judging_api):
+                   exports_router, api_router, judging_pages, judging_api,
+                   reviewing_router):
         app.include_router(router)
 
     app.add_middleware(SecurityHeaders)

@@ -55,7 +55,25 @@
     if (f) f.requestSubmit();
   }
 
+  // The review queue: A approve, 1-8 best response, E edit, Ctrl+Enter save the edit, S skip.
+  function reviewKeys(ev) {
+    const form = $("#review-form");
+    if (!form) return false;
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey) && ev.target.closest && ev.target.closest("#review-editor")) {
+      $("#review-edit").click();
+      return true;
+    }
+    if (typing(ev.target) || ev.altKey || ev.ctrlKey || ev.metaKey) return false;
+    const key = ev.key.toLowerCase();
+    if (key === "a") { $("#review-approve").click(); return true; }
+    if (key === "s") { $("#review-skip").click(); return true; }
+    if (key === "e") { const d = $("#review-editor"); d.open = true; $("textarea", d).focus(); return true; }
+    if (/^[1-8]$/.test(ev.key)) { const b = $(`button[data-best-index="${ev.key}"]`, form); if (b) { b.click(); return true; } }
+    return false;
+  }
+
   document.addEventListener("keydown", (ev) => {
+    if (reviewKeys(ev)) { ev.preventDefault(); return; }
     if (ev.key === "?" && !typing(ev.target)) { toggleHelp(); ev.preventDefault(); return; }
     const f = form();
     if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey) && f) { submitLabel(); ev.preventDefault(); return; }

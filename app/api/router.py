@@ -102,9 +102,11 @@ def api_import_job(project_id: int, job_id: int, p: ApiPrincipal = Depends(api_p
 
 @router.get("/projects/{project_id}/export")
 def api_export(project_id: int, format: ExportFormat = ExportFormat.STANDARD,  # noqa: A002
+               source: str = "all",
                p: ApiPrincipal = Depends(api_principal),
                db: Session = DbSession) -> Response:
-    """Stream the project's preference pairs as JSONL in TRL's format."""
+    """Stream the project's preference pairs as JSONL in TRL's format; ``source`` is
+    ``all`` or a comma list of human, ai_accepted, ai_reviewed."""
     p.check(project_id=project_id, scope="export")
     access = authorize(db, user=p.user, project_id=project_id, action=Action.EXPORT)
-    return stream_export(access.project, format)
+    return stream_export(access.project, format, source)

@@ -15,6 +15,31 @@ class ExportFormat(StrEnum):
     CONVERSATIONAL = "conversational"  # the same as lists of chat messages
 
 
+class LabelSource(StrEnum):
+    HUMAN = "human"  # labels people gave in the labeling queue
+    AI_ACCEPTED = "ai_accepted"  # confident, consistent AI labels nobody has reviewed
+    AI_REVIEWED = "ai_reviewed"  # AI labels a reviewer approved, overrode or edited
+
+
+ALL_SOURCES = frozenset(LabelSource)
+
+
+def parse_sources(value: str | None) -> frozenset[LabelSource]:
+    """``all`` or a comma list of sources; an unknown name is a clear error."""
+    if not value or value == "all":
+        return ALL_SOURCES
+    try:
+        return frozenset(LabelSource(v.strip()) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"source must be 'all' or some of {', '.join(ALL_SOURCES)}") from None
+
+
+def ranking_pairs(ranking: list[int], responses: dict[int, Response]) -> list[Pair]:
+    ranked = [responses[i] for i in ranking if i in responses]
+    return [Pair(ranked[i], ranked[j]) for i in range(len(ranked))
+            for j in range(i + 1, len(ranked))]
+
+
 @dataclass(frozen=True)
 class Pair:
     chosen: Response
@@ -35,9 +60,7 @@ def pairs_of(label: HumanLabel, responses: dict[int, Response]) -> tuple[list[Pa
         if a and b:
             pairs.append(Pair(a, b) if label.choice == "a" else Pair(b, a))
     elif label.ranking:
-        ranked = [responses[i] for i in label.ranking if i in responses]
-        pairs.extend(Pair(ranked[i], ranked[j])
-                     for i in range(len(ranked)) for j in range(i + 1, len(ranked)))
+        pairs.extend(ranking_pairs(label.ranking, responses))
     else:
         if label.edited_response_id and label.edited_response_id in responses:
             edited = responses[label.edited_response_id]

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.core.db import session_scope
 from app.exports import repository
-from app.exports.formats import ExportFormat, pairs_of, row
+from app.exports.formats import (
+    ALL_SOURCES,
+    ExportFormat,
+    LabelSource,
+    Pair,
+    pairs_of,
+    ranking_pairs,
+    row,
+)
 
 BATCH = 500
 
@@ -18,12 +26,20 @@ class ExportStats:
     labels: int = 0
     pairs: int = 0
     ties_left_out: int = 0
+    by_source: dict[str, int] = field(default_factory=dict)
 
 
-def iter_rows(*, project_id: int, fmt: ExportFormat,
-              stats: ExportStats | None = None) -> Iterator[dict]:
+def iter_rows(*, project_id: int, fmt: ExportFormat, stats: ExportStats | None = None,
+              sources: frozenset[LabelSource] = ALL_SOURCES) -> Iterator[dict]:
     """Yield export rows; each batch is read in its own short transaction."""
     stats = stats if stats is not None else ExportStats()
+    if LabelSource.HUMAN in sources:
+        yield from _human_rows(project_id, fmt, stats)
+    if sources & {LabelSource.AI_ACCEPTED, LabelSource.AI_REVIEWED}:
+        yield from _ai_rows(project_id, fmt, stats, sources)
+
+
+def _human_rows(project_id: int, fmt: ExportFormat, stats: ExportStats) -> Iterator[dict]:
     after = 0
     while True:
         with session_scope() as db:
@@ -38,18 +54,59 @@ def iter_rows(*, project_id: int, fmt: ExportFormat,
             stats.labels += 1
             pairs, tie = pairs_of(label, responses)
             stats.ties_left_out += tie
-            for pair in pairs:
-                stats.pairs += 1
-                yield row(item.prompt, pair, fmt)
+            yield from _emit(item.prompt, pairs, fmt, stats, LabelSource.HUMAN)
         after = batch[-1][0].id
 
 
-def iter_jsonl(*, project_id: int, fmt: ExportFormat,
-               stats: ExportStats | None = None) -> Iterator[bytes]:
+def _ai_rows(project_id: int, fmt: ExportFormat, stats: ExportStats,
+             sources: frozenset[LabelSource]) -> Iterator[dict]:
+    """AI labels: accepted ones as the judge ranked them, reviewed ones as the reviewer
+    decided (an edit is chosen over the response it came from). Labels routed to humans,
+    and review samples nobody has reviewed yet, are left out."""
+    after = 0
+    while True:
+        with session_scope() as db:
+            batch = repository.ai_label_batch(db, project_id=project_id, after_id=after,
+                                              limit=BATCH)
+            if not batch:
+                return
+            responses = repository.responses_by_id(
+                db, item_ids=sorted({item.id for _, item, _ in batch})
+            )
+        for label, item, review in batch:
+            if review is not None:
+                source, ranking = LabelSource.AI_REVIEWED, review.ranking
+            elif label.route == "accepted":
+                source, ranking = LabelSource.AI_ACCEPTED, label.ranking or []
+            else:
+                continue
+            if source not in sources:
+                continue
+            stats.labels += 1
+            pairs = ranking_pairs(ranking, responses)
+            if review is not None and review.edited_response_id in responses:
+                edited = responses[review.edited_response_id]
+                parent = responses.get(edited.parent_response_id or 0)
+                if parent is not None:
+                    pairs.insert(0, Pair(edited, parent))
+            yield from _emit(item.prompt, pairs, fmt, stats, source)
+        after = batch[-1][0].id
+
+
+def _emit(prompt, pairs: list[Pair], fmt: ExportFormat, stats: ExportStats,  # noqa: ANN001
+          source: LabelSource) -> Iterator[dict]:
+    for pair in pairs:
+        stats.pairs += 1
+        stats.by_source[source] = stats.by_source.get(source, 0) + 1
+        yield row(prompt, pair, fmt)
+
+
+def iter_jsonl(*, project_id: int, fmt: ExportFormat, stats: ExportStats | None = None,
+               sources: frozenset[LabelSource] = ALL_SOURCES) -> Iterator[bytes]:
     """JSONL bytes in chunks of about 64 KB, for a streamed HTTP response or a file."""
     buf: list[str] = []
     size = 0
-    for r in iter_rows(project_id=project_id, fmt=fmt, stats=stats):
+    for r in iter_rows(project_id=project_id, fmt=fmt, stats=stats, sources=sources):
         line = json.dumps(r, ensure_ascii=False) + "\n"
         buf.append(line)
         size += len(line)

@@ -8,6 +8,7 @@ from app.models.judging import (
     JudgePreview,
     JudgeRun,
     JudgeRunItem,
+    Review,
 )
 from app.models.labels import Assignment, HumanLabel
 from app.models.projects import Project, ProjectMember, Rule, RuleSet
@@ -28,6 +29,7 @@ __all__ = [
     "Project",
     "ProjectMember",
     "Response",
+    "Review",
     "Rule",
     "RuleSet",
     "User",

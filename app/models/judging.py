@@ -179,3 +179,35 @@ class JudgePreview(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReviewAction(StrEnum):
+    APPROVE = "approve"
+    OVERRIDE = "override"
+    EDIT = "edit"
+
+
+class Review(Base):
+    """A reviewer's decision on an AI label. Every action is kept; the latest one counts."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (Index("ix_reviews_ai_label", "ai_label_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ai_label_id: Mapped[int] = mapped_column(ForeignKey("ai_labels.id", ondelete="CASCADE"))
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    reviewer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    action: Mapped[str] = mapped_column(String(20))
+    # The verdict that stands after the review: response ids best first.
+    ranking: Mapped[list[int]] = mapped_column(JSONType)
+    edited_response_id: Mapped[int | None] = mapped_column(
+        ForeignKey("responses.id", ondelete="SET NULL"), nullable=True
+    )
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -17,6 +17,7 @@ class Action(StrEnum):
     VIEW = "view"
     LABEL = "label"
     SEE_PROGRESS = "see_progress"
+    REVIEW = "review"  # approve, override or edit AI labels
     MANAGE = "manage"  # settings, members, rules, tokens
     IMPORT = "import"
     EXPORT = "export"
@@ -26,6 +27,7 @@ _ALLOWED: dict[Action, set[str]] = {
     Action.VIEW: {MemberRole.ADMIN, MemberRole.REVIEWER, MemberRole.LABELER},
     Action.LABEL: {MemberRole.ADMIN, MemberRole.REVIEWER, MemberRole.LABELER},
     Action.SEE_PROGRESS: {MemberRole.ADMIN, MemberRole.REVIEWER},
+    Action.REVIEW: {MemberRole.ADMIN, MemberRole.REVIEWER},
     Action.MANAGE: {MemberRole.ADMIN},
     Action.IMPORT: {MemberRole.ADMIN},
     Action.EXPORT: {MemberRole.ADMIN},
