@@ -11,6 +11,7 @@ from app.auth.deps import DbSession, require_user
 from app.core.errors import BadRequest, NotFound
 from app.core.templating import is_htmx, render
 from app.judging import repository, service
+from app.judging.agreement import judge_report
 from app.judging.schemas import JudgeConfigIn, RunIn
 from app.models import JudgePreview, User
 from app.projects.policies import Action, authorize
@@ -40,6 +41,7 @@ def _page(request: Request, db: Session, access, **extra) -> Response:  # noqa: 
     runs = repository.list_runs(db, project_id=access.project.id)
     return render(request, "judging/page.html", {
         "project": access.project, "config": config,
+        "report": judge_report(db, project_id=access.project.id),
         "runs": [service.progress(db, run=r) for r in runs], **extra})
 
 

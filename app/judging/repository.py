@@ -134,6 +134,11 @@ def ai_label(db: Session, *, run_id: int, item_id: int) -> AiLabel | None:
     return db.scalar(select(AiLabel).where(AiLabel.run_id == run_id, AiLabel.item_id == item_id))
 
 
+def latest_ai_label(db: Session, *, item_id: int) -> AiLabel | None:
+    return db.scalar(select(AiLabel).where(AiLabel.item_id == item_id)
+                     .order_by(AiLabel.id.desc()).limit(1))
+
+
 def set_item_routing(db: Session, *, item_id: int, route: str) -> None:
     """The item's queue place follows its latest AI label."""
     db.execute(update(Item).where(Item.id == item_id).values(

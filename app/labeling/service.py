@@ -16,7 +16,7 @@ from app.core.errors import BadRequest, Conflict, NotFound
 from app.items import repository as items
 from app.labeling import repository
 from app.labeling.schemas import LabelIn
-from app.models import Assignment, HumanLabel, Item, Project, Response, Rule, User
+from app.models import AiLabel, Assignment, HumanLabel, Item, Project, Response, Rule, User
 from app.models.items import ResponseSource
 from app.models.labels import AssignmentStatus
 from app.models.projects import TaskType
@@ -34,6 +34,8 @@ class Task:
     item: Item
     responses: list[Response]
     rules: list[Rule]
+    # The judge's verdict, only when the admin turned suggestions on (labelers work blind).
+    suggestion: AiLabel | None = None
 
 
 def next_task(db: Session, *, project: Project, user: User) -> Task | None:
@@ -89,7 +91,17 @@ def _task(db: Session, assignment: Assignment, item: Item | None = None) -> Task
     originals = [r for r in items.list_responses(db, item_id=item.id)
                  if r.source != ResponseSource.HUMAN_EDIT]
     _, rules = get_rules(db, project_id=assignment.project_id)
-    return Task(assignment=assignment, item=item, responses=originals, rules=rules)
+    return Task(assignment=assignment, item=item, responses=originals, rules=rules,
+                suggestion=_suggestion(db, project_id=assignment.project_id, item_id=item.id))
+
+
+def _suggestion(db: Session, *, project_id: int, item_id: int) -> AiLabel | None:
+    from app.judging import repository as judging
+
+    config = judging.get_config(db, project_id=project_id)
+    if config is None or not config.show_suggestions:
+        return None
+    return judging.latest_ai_label(db, item_id=item_id)
 
 
 def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) -> HumanLabel:

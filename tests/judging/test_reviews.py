@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 import re
 
+from sqlalchemy import update
+
 from app.judging import service
 from app.judging.prompts import DEFAULT_TEMPLATE
 from app.judging.schemas import JudgeConfigIn, RunIn
-from app.models import Response, Review
+from app.labeling.schemas import LabelIn
+from app.labeling.service import next_task, submit_label
+from app.models import Item, Response, Review, User
+from app.projects.schemas import MemberIn
+from app.projects.service import add_member
 from tests.judging.fake_openai import FakeOpenAI, completion
 from tests.judging.test_judge_runs import run_inline
 from tests.support import login, make_project, make_user, sample_items, write
@@ -102,3 +108,38 @@ def test_labelers_cannot_review(client) -> None:
     project = make_project(admin, members={"lee@example.org": "labeler"})
     login(client, "lee@example.org")
     assert client.get(f"/projects/{project.id}/review").status_code == 403
+
+
+def test_the_judge_page_shows_agreement_with_humans(client, app_env) -> None:
+    with FakeOpenAI() as fake:
+        project = judged_project(fake, items=2, review_fraction=0.0)  # the judge prefers A
+    admin = write(lambda db: db.query(User).filter_by(email="admin@example.org").one())
+    # Put the AI-accepted items back in the human queue, so a person labels them too.
+    write(lambda db: db.execute(update(Item).values(ai_accepted=False)))
+    for n, choice in enumerate(("a", "b")):
+        task = write(next_task, project=project, user=admin)
+        write(submit_label, project=project, user=admin, data=LabelIn(
+            item_id=task.item.id, idempotency_key=f"agree-{n:08d}", choice=choice, strength=2))
+    login(client, "admin@example.org")
+    page = client.get(f"/projects/{project.id}/judge").text
+    assert "Items both labeled</dt><dd>2<" in page
+    assert '<dd id="agreement-percent">50%</dd>' in page
+
+
+def test_labelers_see_the_ai_verdict_only_when_suggestions_are_on(client, app_env) -> None:
+    with FakeOpenAI() as fake:
+        project = judged_project(fake, items=1, review_fraction=0.0)
+        make_user("lee@example.org")
+        write(lambda db: db.execute(update(Item).values(ai_accepted=False)))
+        write(add_member, project=project, data=MemberIn(email="lee@example.org",
+                                                        role="labeler"))
+        csrf = login(client, "lee@example.org")
+        blind = client.post(f"/projects/{project.id}/label/next", data={"csrf_token": csrf},
+                            headers={"HX-Request": "true"}).text
+        assert "AI suggests" not in blind
+        write(service.update_config, project=project, data=JudgeConfigIn(
+            provider="openai", model="judge-1", base_url=fake.base_url,
+            template=DEFAULT_TEMPLATE, show_suggestions=True))
+        shown = client.post(f"/projects/{project.id}/label/next", data={"csrf_token": csrf},
+                            headers={"HX-Request": "true"}).text
+        assert re.search(r"AI suggests:\s*<strong>A</strong>\s*\(P = 0.95\)", shown)
