@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -69,6 +71,24 @@ def _error_response(request: Request, status: int, message: str, details=None) -
                                           "details": details}, status_code=status)
 
 
+@asynccontextmanager
+async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+    """Compile every template and open the database pool before the first request, so the
+    first labelers of the day do not pay for it."""
+    from app.core.db import get_engine
+    from app.core.templating import templates
+
+    for name in templates.env.list_templates(extensions=["html"]):
+        templates.env.get_template(name)
+    try:
+        with get_engine().connect():
+            pass
+    except Exception:  # noqa: BLE001  (the readiness of the database is reported per request)
+        log.warning("database not reachable at start-up")
+    yield
+    get_engine().dispose()
+
+
 def create_app() -> FastAPI:
     from app.api.router import router as api_router
     from app.auth.router import router as auth_router
@@ -81,7 +101,7 @@ def create_app() -> FastAPI:
     from app.reviewing.router import router as reviewing_router
 
     app = FastAPI(title="Tandem", version="0.1.0", docs_url="/api/docs",
-                  openapi_url="/api/v1/openapi.json", redoc_url=None)
+                  openapi_url="/api/v1/openapi.json", redoc_url=None, lifespan=_lifespan)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     for router in (auth_router, projects_router, items_router, labeling_router,
                    exports_router, api_router, judging_pages, judging_api,

@@ -42,3 +42,16 @@ def test_the_web_process_never_imports_torch_or_transformers() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_any_transformers_model_folder_works_as_the_judge(tmp_path) -> None:
+    """A plain Hugging Face model folder (here: the converted SmolLM2) loads by its path."""
+    from app.core.config import get_settings
+    from app.judging.providers.local import load_model
+
+    load_model("")  # makes sure the converted folder exists
+    folder = get_settings().model_cache_dir / "smollm2-135m-instruct"
+    assert (folder / "config.json").exists()
+    by_path = LocalProvider(str(folder)).answer(questions()[:2])
+    default = LocalProvider().answer(questions()[:2])
+    assert [round(a.p_first, 4) for a in by_path] == [round(a.p_first, 4) for a in default]
