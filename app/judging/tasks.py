@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.core.celery import get_celery
 from app.core.config import get_settings
-from app.judging import service
+from app.judging import work
 from app.judging.providers.base import TransientError
 
 celery = get_celery()
@@ -13,22 +13,22 @@ celery = get_celery()
 @celery.task(name="judging.dispatch")
 def dispatch(run_id: int) -> None:
     """Queue the run's unfinished items in batches."""
-    for batch in service.dispatch(run_id=run_id):
+    for batch in work.dispatch(run_id=run_id):
         judge_batch.delay(run_id, batch)
 
 
 @celery.task(name="judging.recover")
 def recover() -> None:
     """Queue again the items whose worker died while judging them."""
-    for run_id, item_ids in service.recover_stale():
-        for start in range(0, len(item_ids), service.DISPATCH_CHUNK):
-            judge_batch.delay(run_id, item_ids[start : start + service.DISPATCH_CHUNK])
+    for run_id, item_ids in work.recover_stale():
+        for start in range(0, len(item_ids), work.DISPATCH_CHUNK):
+            judge_batch.delay(run_id, item_ids[start : start + work.DISPATCH_CHUNK])
 
 
 @celery.task(name="judging.preview")
 def preview(preview_id: int) -> None:
     """Ask the judge about one item with a draft configuration."""
-    service.run_preview(preview_id=preview_id)
+    work.run_preview(preview_id=preview_id)
 
 
 @celery.task(name="judging.judge_batch", bind=True, max_retries=None)
@@ -37,10 +37,10 @@ def judge_batch(self, run_id: int, item_ids: list[int]) -> None:  # noqa: ANN001
     then the items are marked failed with the last reason, so a run never hangs."""
     settings = get_settings()
     try:
-        service.judge_batch(run_id=run_id, item_ids=item_ids)
+        work.judge_batch(run_id=run_id, item_ids=item_ids)
     except TransientError as exc:
         if self.request.retries >= settings.judge_max_retries:
-            service.fail_batch(run_id=run_id, item_ids=item_ids,
+            work.fail_batch(run_id=run_id, item_ids=item_ids,
                                reason=f"gave up after {self.request.retries + 1} tries: {exc}")
             return
         backoff = settings.judge_retry_base_s * 2 ** self.request.retries

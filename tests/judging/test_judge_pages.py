@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from app.judging import service
+from app.judging import work
 from app.judging.prompts import DEFAULT_TEMPLATE
 from tests.judging.fake_openai import FakeOpenAI, completion
 from tests.judging.test_judge_runs import run_inline
@@ -39,7 +39,7 @@ def test_admin_configures_previews_and_runs_the_judge(client, app_env, monkeypat
         assert preview.status_code == 200
         assert "Question number 2?" in preview.text and "[kind] (medium) Be kind" in preview.text
         preview_id = int(re.search(r'id="preview-(\d+)"', preview.text).group(1))
-        service.run_preview(preview_id=preview_id)  # what the worker does
+        work.run_preview(preview_id=preview_id)  # what the worker does
         shown = client.get(f"/projects/{project.id}/judge/previews/{preview_id}").text
         assert "Orders agree" in shown and "no" in shown and "human" in shown
 

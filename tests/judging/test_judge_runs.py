@@ -11,7 +11,7 @@ from sqlalchemy import func, inspect, select, text
 
 from app.auth.service import create_api_token
 from app.core.db import session_scope
-from app.judging import service
+from app.judging import service, work
 from app.judging.schemas import JudgeConfigIn, RunIn
 from app.labeling.service import next_task
 from app.models import AiLabel, Item, JudgeRun
@@ -39,8 +39,8 @@ def openai_config(fake: FakeOpenAI, **kw) -> JudgeConfigIn:  # noqa: ANN003
 
 def run_inline(run_id: int) -> None:
     """What the worker does, in this process: dispatch, then every batch."""
-    for batch in service.dispatch(run_id=run_id):
-        service.judge_batch(run_id=run_id, item_ids=batch)
+    for batch in work.dispatch(run_id=run_id):
+        work.judge_batch(run_id=run_id, item_ids=batch)
 
 
 def count(db, model, **where) -> int:  # noqa: ANN001, ANN003
@@ -101,11 +101,11 @@ def test_cancel_stops_a_run_and_resume_finishes_it(fake, db) -> None:  # noqa: A
     project = make_project(admin, items=sample_items(6))
     write(service.update_config, project=project, data=openai_config(fake))
     run = write(service.start_run, project=project, user=admin, data=RunIn())
-    batches = service.dispatch(run_id=run.id)
-    service.judge_batch(run_id=run.id, item_ids=batches[0])
+    batches = work.dispatch(run_id=run.id)
+    work.judge_batch(run_id=run.id, item_ids=batches[0])
     write(lambda db: service.cancel_run(db, run=db.get(JudgeRun, run.id)))
     for batch in batches[1:]:
-        service.judge_batch(run_id=run.id, item_ids=batch)  # a cancelled run does nothing
+        work.judge_batch(run_id=run.id, item_ids=batch)  # a cancelled run does nothing
     assert count(db, AiLabel, run_id=run.id) == 2
     write(lambda db: service.resume_run(db, run=db.get(JudgeRun, run.id)))
     run_inline(run.id)

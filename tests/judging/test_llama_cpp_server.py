@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from app.judging import service
+from app.judging import service, work
 from app.judging.prompts import DEFAULT_TEMPLATE, render_pair
 from app.judging.providers.local import SMOLLM2_GGUF, LocalProvider, smollm2_folder
 from app.judging.providers.openai_compat import OpenAICompatProvider
@@ -71,8 +71,8 @@ def test_a_judge_run_against_llama_cpp(llama_server, app_env, db) -> None:  # no
         provider="openai", model="smollm2", base_url=llama_server, template=DEFAULT_TEMPLATE,
         batch_size=2, max_concurrency=2))
     run = write(service.start_run, project=project, user=admin, data=RunIn())
-    for batch in service.dispatch(run_id=run.id):
-        service.judge_batch(run_id=run.id, item_ids=batch)
+    for batch in work.dispatch(run_id=run.id):
+        work.judge_batch(run_id=run.id, item_ids=batch)
     labels = db.query(AiLabel).filter(AiLabel.run_id == run.id).all()
     assert len(labels) == 2
     for label in labels:
