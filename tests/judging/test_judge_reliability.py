@@ -143,8 +143,9 @@ def test_limits_hold_across_worker_processes(redis_env, tmp_path) -> None:
         finally:
             for w in workers:
                 stop_process(w)
-        gaps = [b - a for a, b in zip(fake.times, fake.times[1:], strict=False)]
     assert fake.max_in_flight == 1  # one request at a time, though two workers ran
-    # 300/min: one call every 0.2 s, give or take the loopback's jitter on a busy machine.
-    assert len(fake.times) == 16 and min(gaps) >= 0.15
-    assert (fake.times[-1] - fake.times[0]) / 15 >= 0.195
+    # 300/min: a call every 0.2 s. Arrivals jitter on a busy machine, so check spans, which
+    # a limiter that let calls through back to back (every 0.1 s here) would fail.
+    times = fake.times
+    assert len(times) == 16 and (times[-1] - times[0]) / 15 >= 0.19
+    assert min(times[i + 4] - times[i] for i in range(len(times) - 4)) >= 0.6
