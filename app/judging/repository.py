@@ -143,4 +143,4 @@ def set_item_routing(db: Session, *, item_id: int, route: str) -> None:
     """The item's queue place follows its latest AI label."""
     db.execute(update(Item).where(Item.id == item_id).values(
         ai_accepted=route in ("accepted", "review"),
-        queue_priority=1 if route == "human" else 0))
+        queue_rank=0 if route == "human" else 1))

@@ -79,7 +79,7 @@ def next_candidate(db: Session, *, project_id: int, user_id: int, k: int, now: d
             ~exists().where(Assignment.item_id == Item.id, Assignment.user_id == user_id),
             Item.label_count + _live_leases_on(Item.id, now) < k,
         )
-        .order_by(Item.queue_priority.desc(), Item.id)  # what the judge was unsure of, first
+        .order_by(Item.queue_rank, Item.id)  # what the judge was unsure of, first
         .limit(1)
     )
     if exclude:

@@ -41,7 +41,7 @@ class Item(Base):
     __table_args__ = (
         UniqueConstraint("project_id", "external_id"),
         Index("ix_items_project_ready_id", "project_id", "ready", "id"),
-        Index("ix_items_queue", "project_id", "ready", "queue_priority", "id"),
+        Index("ix_items_queue", "project_id", "ready", "queue_rank", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -62,7 +62,9 @@ class Item(Base):
     # From the item's latest AI label, set when that label is written: an accepted AI label
     # takes the item out of the human queue; an uncertain one puts it first in line.
     ai_accepted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    queue_priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # 0 = the judge was unsure (humans first), 1 = everything else; ascending, like the id,
+    # so "next item" reads the queue index in order instead of sorting the project.
+    queue_rank: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

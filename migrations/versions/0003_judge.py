@@ -186,10 +186,10 @@ def upgrade() -> None:
             sa.Column("ai_accepted", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
         batch_op.add_column(
-            sa.Column("queue_priority", sa.Integer(), server_default="0", nullable=False)
+            sa.Column("queue_rank", sa.Integer(), server_default="1", nullable=False)
         )
         batch_op.create_index(
-            "ix_items_queue", ["project_id", "ready", "queue_priority", "id"], unique=False
+            "ix_items_queue", ["project_id", "ready", "queue_rank", "id"], unique=False
         )
 
     with op.batch_alter_table("rules", schema=None) as batch_op:
@@ -204,7 +204,7 @@ def downgrade() -> None:
 
     with op.batch_alter_table("items", schema=None) as batch_op:
         batch_op.drop_index("ix_items_queue")
-        batch_op.drop_column("queue_priority")
+        batch_op.drop_column("queue_rank")
         batch_op.drop_column("ai_accepted")
 
     with op.batch_alter_table("ai_labels", schema=None) as batch_op:

@@ -72,7 +72,7 @@ def test_a_run_labels_every_item_once_and_routes_them(fake, db) -> None:  # noqa
     # "A" in both orders means A first, then B first: the orders disagree -> humans first.
     labels = db.scalars(select(AiLabel).where(AiLabel.run_id == run.id)).all()
     assert {(lb.consistent, lb.route) for lb in labels} == {(False, "human")}
-    assert count(db, Item, queue_priority=1) == 5
+    assert count(db, Item, queue_rank=0) == 5
 
 
 def test_consistent_confident_labels_leave_the_human_queue(fake, db) -> None:  # noqa: ANN001
