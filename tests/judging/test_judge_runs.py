@@ -196,3 +196,18 @@ def test_a_run_with_the_local_model_through_a_worker_on_redis(client, app_env, m
         assert len(label.ranking) == 3 and len(label.pairs) == 3
         assert set(label.rule_verdicts) == {str(r) for r in label.ranking}
         assert all(0 <= p["p_a_first"] <= 1 for p in label.pairs)
+
+
+def test_items_the_judge_was_unsure_of_come_first_in_the_human_queue(fake) -> None:  # noqa: ANN001
+    admin = make_user("admin@example.org", admin=True)
+    lee = make_user("lee@example.org")
+    project = make_project(admin, items=sample_items(4), members={"lee@example.org": "labeler"})
+    write(service.update_config, project=project, data=openai_config(fake))
+    # Judge only item-3: "A" in both orders is inconsistent, so it goes to humans first.
+    run = write(service.start_run, project=project, user=admin,
+                data=RunIn(external_id_prefix="item-3"))
+    run_inline(run.id)
+    first = write(next_task, project=project, user=lee)
+    assert first.item.external_id == "item-3"
+    second = write(next_task, project=project, user=lee)  # still leased: the same item
+    assert second.item.external_id == "item-3"
