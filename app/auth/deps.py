@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
@@ -146,12 +146,3 @@ def api_principal(request: Request, db: Session = DbSession) -> ApiPrincipal:
         if not hmac.compare_digest(submitted, request.state.csrf_token):
             raise Forbidden("Missing CSRF header for a session-authenticated API call.")
     return ApiPrincipal(user=user, token=None)
-
-
-def api_scope(scope: str) -> Callable[..., ApiPrincipal]:
-    def dependency(principal: ApiPrincipal = Depends(api_principal)) -> ApiPrincipal:
-        if principal.token is not None and scope not in principal.token.scopes:
-            raise Forbidden(f"This API token lacks the '{scope}' scope.")
-        return principal
-
-    return dependency

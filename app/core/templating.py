@@ -11,13 +11,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from app.core.config import ROOT
 from app.core.markdown import render_markdown
-
-
-def _prompt_messages(prompt: Any) -> list[dict[str, str]]:
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    return list(prompt)
-
+from app.items.chat import prompt_messages
 
 _env = Environment(
     loader=FileSystemLoader(ROOT / "templates"),
@@ -27,7 +21,7 @@ _env = Environment(
     lstrip_blocks=True,
 )
 _env.filters["markdown"] = render_markdown
-_env.filters["prompt_messages"] = _prompt_messages
+_env.filters["prompt_messages"] = prompt_messages
 _env.filters["tojson_compact"] = lambda v: json.dumps(v, separators=(",", ":"))
 
 templates = Jinja2Templates(env=_env)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from app.items.chat import prompt_messages, prompt_text
 from app.models import HumanLabel, Response
 
 
@@ -32,6 +33,13 @@ def parse_sources(value: str | None) -> frozenset[LabelSource]:
         return frozenset(LabelSource(v.strip()) for v in value.split(",") if v.strip())
     except ValueError:
         raise ValueError(f"source must be 'all' or some of {', '.join(ALL_SOURCES)}") from None
+
+
+def edit_pair(edited_id: int | None, responses: dict[int, Response]) -> Pair | None:
+    """A human edit, chosen over the response it came from."""
+    edited = responses.get(edited_id or 0)
+    parent = responses.get(edited.parent_response_id or 0) if edited else None
+    return Pair(edited, parent) if edited and parent else None
 
 
 def ranking_pairs(ranking: list[int], responses: dict[int, Response]) -> list[Pair]:
@@ -62,11 +70,8 @@ def pairs_of(label: HumanLabel, responses: dict[int, Response]) -> tuple[list[Pa
     elif label.ranking:
         pairs.extend(ranking_pairs(label.ranking, responses))
     else:
-        if label.edited_response_id and label.edited_response_id in responses:
-            edited = responses[label.edited_response_id]
-            parent = responses.get(edited.parent_response_id or 0)
-            if parent:
-                pairs.append(Pair(edited, parent))
+        if (edit := edit_pair(label.edited_response_id, responses)) is not None:
+            pairs.append(edit)
         rated = sorted(((int(rid), v) for rid, v in (label.ratings or {}).items()),
                        key=lambda t: -t[1])
         for i, (hi, hv) in enumerate(rated):
@@ -74,19 +79,6 @@ def pairs_of(label: HumanLabel, responses: dict[int, Response]) -> tuple[list[Pa
                 if hv > lv and hi in responses and lo in responses:
                     pairs.append(Pair(responses[hi], responses[lo]))
     return pairs, False
-
-
-def prompt_text(prompt: Any) -> str:
-    """A chat prompt as plain text for the standard format (role headers, blank lines)."""
-    if isinstance(prompt, str):
-        return prompt
-    return "\n\n".join(f"{m['role']}: {m['content']}" for m in prompt)
-
-
-def prompt_messages(prompt: Any) -> list[dict[str, str]]:
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    return [{"role": m["role"], "content": m["content"]} for m in prompt]
 
 
 def row(prompt: Any, pair: Pair, fmt: ExportFormat) -> dict[str, Any]:

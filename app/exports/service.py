@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
 
 from app.core.db import session_scope
 from app.exports import repository
@@ -13,10 +15,12 @@ from app.exports.formats import (
     ExportFormat,
     LabelSource,
     Pair,
+    edit_pair,
     pairs_of,
     ranking_pairs,
     row,
 )
+from app.models import Response
 
 BATCH = 500
 
@@ -39,23 +43,33 @@ def iter_rows(*, project_id: int, fmt: ExportFormat, stats: ExportStats | None =
         yield from _ai_rows(project_id, fmt, stats, sources)
 
 
-def _human_rows(project_id: int, fmt: ExportFormat, stats: ExportStats) -> Iterator[dict]:
+def _batches(fetch: Callable[[Session, int], list[tuple]]
+             ) -> Iterator[tuple[list[tuple], dict[int, Response]]]:
+    """Keyset pages of (label, item, ...) rows with their items' responses; each page is read
+    in its own short transaction, so memory stays flat however large the export."""
     after = 0
     while True:
         with session_scope() as db:
-            batch = repository.label_batch(db, project_id=project_id, after_id=after,
-                                           limit=BATCH)
+            batch = fetch(db, after)
             if not batch:
                 return
             responses = repository.responses_by_id(
-                db, item_ids=sorted({item.id for _, item in batch})
+                db, item_ids=sorted({row[1].id for row in batch})
             )
+        yield batch, responses
+        after = batch[-1][0].id
+
+
+def _human_rows(project_id: int, fmt: ExportFormat, stats: ExportStats) -> Iterator[dict]:
+    def fetch(db: Session, after: int) -> list[tuple]:
+        return repository.label_batch(db, project_id=project_id, after_id=after, limit=BATCH)
+
+    for batch, responses in _batches(fetch):
         for label, item in batch:
             stats.labels += 1
             pairs, tie = pairs_of(label, responses)
             stats.ties_left_out += tie
             yield from _emit(item.prompt, pairs, fmt, stats, LabelSource.HUMAN)
-        after = batch[-1][0].id
 
 
 def _ai_rows(project_id: int, fmt: ExportFormat, stats: ExportStats,
@@ -63,16 +77,10 @@ def _ai_rows(project_id: int, fmt: ExportFormat, stats: ExportStats,
     """AI labels: accepted ones as the judge ranked them, reviewed ones as the reviewer
     decided (an edit is chosen over the response it came from). Labels routed to humans,
     and review samples nobody has reviewed yet, are left out."""
-    after = 0
-    while True:
-        with session_scope() as db:
-            batch = repository.ai_label_batch(db, project_id=project_id, after_id=after,
-                                              limit=BATCH)
-            if not batch:
-                return
-            responses = repository.responses_by_id(
-                db, item_ids=sorted({item.id for _, item, _ in batch})
-            )
+    def fetch(db: Session, after: int) -> list[tuple]:
+        return repository.ai_label_batch(db, project_id=project_id, after_id=after, limit=BATCH)
+
+    for batch, responses in _batches(fetch):
         for label, item, review in batch:
             if review is not None:
                 source, ranking = LabelSource.AI_REVIEWED, review.ranking
@@ -84,13 +92,10 @@ def _ai_rows(project_id: int, fmt: ExportFormat, stats: ExportStats,
                 continue
             stats.labels += 1
             pairs = ranking_pairs(ranking, responses)
-            if review is not None and review.edited_response_id in responses:
-                edited = responses[review.edited_response_id]
-                parent = responses.get(edited.parent_response_id or 0)
-                if parent is not None:
-                    pairs.insert(0, Pair(edited, parent))
+            if review is not None and (edit := edit_pair(review.edited_response_id,
+                                                         responses)) is not None:
+                pairs.insert(0, edit)
             yield from _emit(item.prompt, pairs, fmt, stats, source)
-        after = batch[-1][0].id
 
 
 def _emit(prompt, pairs: list[Pair], fmt: ExportFormat, stats: ExportStats,  # noqa: ANN001

@@ -10,7 +10,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,12 +184,9 @@ def _decode(raw: bytes, n: int) -> str:
             from None
 
 
-def parse_jsonl(data: bytes, *, limits: Limits,
-                progress: Callable[[int], None] | None = None) -> ParseResult:
+def parse_jsonl(data: bytes, *, limits: Limits) -> ParseResult:
     result = ParseResult()
     for n, raw in _split_lines(data):
-        if progress and n % 1000 == 0:
-            progress(n)
         if not raw.strip():
             continue
         result.lines += 1
@@ -207,8 +204,7 @@ def parse_jsonl(data: bytes, *, limits: Limits,
     return result
 
 
-def parse_csv(data: bytes, *, limits: Limits,
-              progress: Callable[[int], None] | None = None) -> ParseResult:
+def parse_csv(data: bytes, *, limits: Limits) -> ParseResult:
     """CSV with a header: prompt, response_1..response_8 (or response_a, response_b, ...),
     optional model_1.. / model_a.., external_id, metadata (a JSON object); any other column
     goes into the item's metadata. A prompt cell holding a JSON list of messages is a chat."""
@@ -242,8 +238,6 @@ def parse_csv(data: bytes, *, limits: Limits,
         except csv.Error as exc:
             result.add_error(n, f"invalid CSV: {exc}")
             break
-        if progress and n % 1000 == 0:
-            progress(n)
         if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
             continue
         result.lines += 1
@@ -297,11 +291,10 @@ def parse_records(records: list[Any], *, limits: Limits) -> ParseResult:
     return _finish(result)
 
 
-def parse_file(data: bytes, *, file_format: str, limits: Limits,
-               progress: Callable[[int], None] | None = None) -> ParseResult:
+def parse_file(data: bytes, *, file_format: str, limits: Limits) -> ParseResult:
     """Parse a whole file and flag duplicate external ids inside it."""
     parser = parse_csv if file_format == "csv" else parse_jsonl
-    return _finish(parser(data, limits=limits, progress=progress))
+    return _finish(parser(data, limits=limits))
 
 
 def _finish(result: ParseResult) -> ParseResult:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import insert, text, update
@@ -100,22 +99,36 @@ def _import_parsed(db: Session, *, project: Project, parsed: ParseResult) -> Imp
     return report
 
 
-def insert_items(db: Session, *, project_id: int, items: list[ParsedItem],
-                 job_id: int | None = None,
-                 progress: Callable[[int], None] | None = None) -> tuple[int, int]:
-    """Insert the items whose external id is new; returns (created, unchanged).
-
-    Items written for a background job stay invisible (``ready`` false) until the job
-    publishes them all at once.
-    """
+def new_items(db: Session, *, project_id: int, items: list[ParsedItem]) -> list[ParsedItem]:
+    """The items whose external id the project does not have yet."""
     existing = repository.existing_external_ids(
         db, project_id=project_id, external_ids=[i.external_id for i in items]
     )
-    new = [i for i in items if i.external_id not in existing]
+    return [i for i in items if i.external_id not in existing]
+
+
+def insert_items(db: Session, *, project_id: int, items: list[ParsedItem]) -> tuple[int, int]:
+    """Insert the items whose external id is new, visible at once; (created, unchanged)."""
+    new = new_items(db, project_id=project_id, items=items)
+    _write_items(db, project_id=project_id, items=new, job_id=None)
+    refresh_statistics(db, written=len(new))
+    return len(new), len(items) - len(new)
+
+
+def refresh_statistics(db: Session, *, written: int) -> None:
+    """Fresh statistics keep the queue's "next item" query on its index after a bulk load."""
+    if written >= ANALYZE_AFTER and db.get_bind().dialect.name == "postgresql":
+        db.execute(text("ANALYZE items"))
+
+
+def _write_items(db: Session, *, project_id: int, items: list[ParsedItem],
+                 job_id: int | None) -> None:
+    """Insert items and their responses. Items written for a background job stay invisible
+    (``ready`` false) until the job publishes them all at once."""
     now = utcnow()
     try:
-        for start in range(0, len(new), BATCH):
-            batch = new[start : start + BATCH]
+        for start in range(0, len(items), BATCH):
+            batch = items[start : start + BATCH]
             ids = db.scalars(
                 insert(Item).returning(Item.id, sort_by_parameter_order=True),
                 [
@@ -134,15 +147,9 @@ def insert_items(db: Session, *, project_id: int, items: list[ParsedItem],
                     for pos, r in enumerate(parsed.responses)
                 ],
             )
-            if progress:
-                progress(start + len(batch))
     except IntegrityError as exc:
         raise Conflict("Another import added some of these items at the same moment; "
                        "run this import again (it will skip what is there).") from exc
-    if len(new) >= ANALYZE_AFTER and db.get_bind().dialect.name == "postgresql":
-        # Fresh statistics keep the queue's "next item" query on its index after a bulk load.
-        db.execute(text("ANALYZE items"))
-    return len(new), len(items) - len(new)
 
 
 def run_import_job(*, job_id: int) -> None:
@@ -171,21 +178,17 @@ def run_import_job(*, job_id: int) -> None:
         return
     try:
         with session_scope() as db:
-            existing = repository.existing_external_ids(
-                db, project_id=project_id, external_ids=[i.external_id for i in parsed.items]
-            )
-        todo = [i for i in parsed.items if i.external_id not in existing]
-        created, unchanged = 0, len(parsed.items) - len(todo)
+            todo = new_items(db, project_id=project_id, items=parsed.items)
+        created, unchanged = len(todo), len(parsed.items) - len(todo)
         _set_phase(job_id, "importing", total=len(todo))
         for start in range(0, len(todo), BATCH):
             # Each batch commits, so the page can count the rows as they land.
             with session_scope(write=True) as db:
-                c, u = insert_items(db, project_id=project_id, items=todo[start : start + BATCH],
-                                    job_id=job_id)
-                created += c
-                unchanged += u
+                _write_items(db, project_id=project_id, items=todo[start : start + BATCH],
+                             job_id=job_id)
         with session_scope(write=True) as db:
             repository.publish_job_items(db, job_id=job_id)
+            refresh_statistics(db, written=created)
             _finish_in(db, job_id, status=JobStatus.SUCCEEDED,
                        report=ImportReport(lines=parsed.lines, created=created,
                                            unchanged=unchanged, job_id=job_id))

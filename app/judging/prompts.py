@@ -9,6 +9,7 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from app.core.errors import BadRequest
+from app.items.chat import prompt_messages
 
 DEFAULT_TEMPLATE = """\
 You are an expert judge comparing two assistant responses to the same conversation.
@@ -51,12 +52,6 @@ class Question:
     choices: tuple[str, str]  # ("A", "B") or ("Yes", "No")
 
 
-def messages_of(prompt: Any) -> list[dict[str, str]]:
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    return [{"role": m["role"], "content": m["content"]} for m in prompt]
-
-
 def _render(source: str, context: dict[str, Any]) -> str:
     try:
         return _env.from_string(source).render(**context)
@@ -75,12 +70,12 @@ def check_template(source: str) -> None:
 def render_pair(source: str, *, rules: list[dict[str, str]], prompt: Any, response_a: str,
                 response_b: str) -> Question:
     ordered = sorted(rules, key=lambda r: SEVERITY_ORDER.get(r.get("severity", ""), 1))
-    text = _render(source, {"rules": ordered, "prompt": prompt, "messages": messages_of(prompt),
+    text = _render(source, {"rules": ordered, "prompt": prompt, "messages": prompt_messages(prompt),
                             "response_a": response_a, "response_b": response_b})
     return Question(messages=[{"role": "user", "content": text}], choices=("A", "B"))
 
 
 def render_rule(rule: dict[str, str], *, prompt: Any, response: str) -> Question:
-    text = _render(RULE_TEMPLATE, {"rule": rule, "messages": messages_of(prompt),
+    text = _render(RULE_TEMPLATE, {"rule": rule, "messages": prompt_messages(prompt),
                                    "response": response})
     return Question(messages=[{"role": "user", "content": text}], choices=("Yes", "No"))

@@ -130,8 +130,10 @@ def cached(db: Session, *, keys: list[str]) -> dict[str, dict]:
             db.scalars(select(JudgeCacheEntry).where(JudgeCacheEntry.key.in_(keys)))}
 
 
-def ai_label(db: Session, *, run_id: int, item_id: int) -> AiLabel | None:
-    return db.scalar(select(AiLabel).where(AiLabel.run_id == run_id, AiLabel.item_id == item_id))
+def judged_item_ids(db: Session, *, run_id: int, item_ids: list[int]) -> set[int]:
+    """Those of these items that already have their AI label in this run."""
+    return set(db.scalars(select(AiLabel.item_id).where(AiLabel.run_id == run_id,
+                                                        AiLabel.item_id.in_(item_ids))))
 
 
 def latest_ai_label(db: Session, *, item_id: int) -> AiLabel | None:

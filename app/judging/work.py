@@ -69,9 +69,10 @@ def judge_batch(*, run_id: int, item_ids: list[int], provider: Provider | None =
                                       stale_before=now - _claim_stale())
         config, project_id, rule_set_id = run.config, run.project_id, run.rule_set_id
         work = {i: item_work(db, item_id=i, project_id=project_id) for i in mine}
-    todo = [i for i in mine if not _judged(run_id, i)]
+        judged = repository.judged_item_ids(db, run_id=run_id, item_ids=mine)
     if not mine:
         return
+    todo = [i for i in mine if i not in judged]
     plans: list[ItemPlan] = []
     for item_id in todo:
         task_type, prompt, responses, rules = work[item_id]
@@ -133,11 +134,6 @@ def item_work(db: Session, *, item_id: int, project_id: int) -> tuple:
     _, rules = get_rules(db, project_id=project_id)
     return (project.task_type, item.prompt, responses,
             [{"id": r.key, "text": r.text, "severity": r.severity} for r in rules])
-
-
-def _judged(run_id: int, item_id: int) -> bool:
-    with session_scope() as db:
-        return repository.ai_label(db, run_id=run_id, item_id=item_id) is not None
 
 
 def _cancelled(run_id: int) -> bool:

@@ -88,15 +88,19 @@ def project_progress_partial(request: Request, project_id: int,
 def settings_page(request: Request, project_id: int, user: User = Depends(require_user),
                   db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.MANAGE)
-    rule_set, rules = service.get_rules(db, project_id=project_id)
+    return _settings_page(request, db, access.project)
+
+
+def _settings_page(request: Request, db: Session, project, *,  # noqa: ANN001
+                   new_token: str | None = None) -> Response:
+    rule_set, rules = service.get_rules(db, project_id=project.id)
     return render(request, "projects/settings.html", {
-        "project": access.project, "rule_set": rule_set,
-        "rules_text": format_rules(rules),
-        "members": repository.list_members(db, project_id=project_id),
+        "project": project, "rule_set": rule_set, "rules_text": format_rules(rules),
+        "members": repository.list_members(db, project_id=project.id),
         "all_users": users.list_users(db),
-        "tokens": list_tokens(db, project_id=project_id),
-        "new_token": None,
-    })
+        "tokens": list_tokens(db, project_id=project.id),
+        "new_token": new_token,
+    }, headers={"Cache-Control": "no-store"} if new_token else None)
 
 
 @router.post("/projects/{project_id}/settings")
@@ -140,15 +144,7 @@ def create_token(request: Request, project_id: int, name: str = Form("token"),
 
     access = authorize(db, user=user, project_id=project_id, action=Action.MANAGE)
     issued = create_api_token(db, user=user, project_id=project_id, name=name, scopes=scopes)
-    rule_set, rules = service.get_rules(db, project_id=project_id)
-    return render(request, "projects/settings.html", {
-        "project": access.project, "rule_set": rule_set,
-        "rules_text": format_rules(rules),
-        "members": repository.list_members(db, project_id=project_id),
-        "all_users": users.list_users(db),
-        "tokens": list_tokens(db, project_id=project_id),
-        "new_token": issued.secret,
-    }, headers={"Cache-Control": "no-store"})
+    return _settings_page(request, db, access.project, new_token=issued.secret)
 
 
 @router.post("/projects/{project_id}/tokens/{token_id}/revoke")
