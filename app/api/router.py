@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session
 
 from app.auth.deps import ApiPrincipal, DbSession, api_principal
 from app.core.errors import NotFound
+from app.exports import snapshots
 from app.exports.formats import ExportFormat
-from app.exports.router import stream_export
+from app.exports.router import file_response, snapshot_json, stream_export
+from app.exports.schemas import SnapshotIn
 from app.items import repository as items_repo
 from app.items import service as items
 from app.items.router import check_declared_size, file_format_of, read_upload
@@ -102,11 +104,63 @@ def api_import_job(project_id: int, job_id: int, p: ApiPrincipal = Depends(api_p
 
 @router.get("/projects/{project_id}/export")
 def api_export(project_id: int, format: ExportFormat = ExportFormat.STANDARD,  # noqa: A002
-               source: str = "all",
+               source: str = "all", margin: bool = False,
                p: ApiPrincipal = Depends(api_principal),
                db: Session = DbSession) -> Response:
-    """Stream the project's preference pairs as JSONL in TRL's format; ``source`` is
-    ``all`` or a comma list of human, ai_accepted, ai_reviewed."""
+    """Stream the project's decided preferences as JSONL (TRL's formats, KTO, SFT, OpenAI);
+    ``source`` is ``all`` or a comma list of human, ai_accepted, ai_reviewed, adjudicated,
+    gold. For a frozen, versioned file with a manifest, make a snapshot."""
     p.check(project_id=project_id, scope="export")
     access = authorize(db, user=p.user, project_id=project_id, action=Action.EXPORT)
-    return stream_export(access.project, format, source)
+    return stream_export(access.project, format, source, margin)
+
+
+@router.post("/projects/{project_id}/snapshots", status_code=202)
+def api_create_snapshot(project_id: int, spec: SnapshotIn,
+                        p: ApiPrincipal = Depends(api_principal),
+                        db: Session = DbSession) -> dict[str, Any]:
+    """Queue an export snapshot; poll it until ``status`` is succeeded, then fetch its files."""
+    p.check(project_id=project_id, scope="export")
+    access = authorize(db, user=p.user, project_id=project_id, action=Action.EXPORT)
+    return snapshot_json(snapshots.create_snapshot(db, project=access.project, user=p.user,
+                                                   spec=spec))
+
+
+@router.get("/projects/{project_id}/snapshots")
+def api_list_snapshots(project_id: int, p: ApiPrincipal = Depends(api_principal),
+                       db: Session = DbSession) -> list[dict[str, Any]]:
+    p.check(project_id=project_id, scope="export")
+    authorize(db, user=p.user, project_id=project_id, action=Action.EXPORT)
+    return [snapshot_json(s) for s in snapshots.list_snapshots(db, project_id=project_id)]
+
+
+@router.get("/projects/{project_id}/snapshots/{snapshot_id}")
+def api_get_snapshot(project_id: int, snapshot_id: int,
+                     p: ApiPrincipal = Depends(api_principal),
+                     db: Session = DbSession) -> dict[str, Any]:
+    p.check(project_id=project_id, scope="export")
+    authorize(db, user=p.user, project_id=project_id, action=Action.EXPORT)
+    return snapshot_json(snapshots.get_snapshot(db, project_id=project_id,
+                                                snapshot_id=snapshot_id))
+
+
+@router.get("/projects/{project_id}/snapshots/{snapshot_id}/files/{name}")
+def api_snapshot_file(project_id: int, snapshot_id: int, name: str,
+                      p: ApiPrincipal = Depends(api_principal),
+                      db: Session = DbSession) -> Response:
+    p.check(project_id=project_id, scope="export")
+    authorize(db, user=p.user, project_id=project_id, action=Action.EXPORT)
+    return file_response(db, project_id=project_id, snapshot_id=snapshot_id, name=name)
+
+
+@router.get("/projects/{project_id}/snapshots/{newer_id}/compare/{older_id}")
+def api_compare_snapshots(project_id: int, newer_id: int, older_id: int,
+                          p: ApiPrincipal = Depends(api_principal),
+                          db: Session = DbSession) -> dict[str, Any]:
+    """Rows added and removed between two snapshots, with a sample of each."""
+    p.check(project_id=project_id, scope="export")
+    authorize(db, user=p.user, project_id=project_id, action=Action.EXPORT)
+    c = snapshots.compare(db, project_id=project_id, older_id=older_id, newer_id=newer_id)
+    return {"older": c.older.id, "newer": c.newer.id, "added": c.added, "removed": c.removed,
+            "unchanged": c.unchanged, "added_sample": c.added_rows,
+            "removed_sample": c.removed_rows}

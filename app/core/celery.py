@@ -8,7 +8,7 @@ from celery import Celery
 
 from app.core.config import Settings, get_settings
 
-TASK_MODULES = ["app.items.tasks", "app.judging.tasks"]
+TASK_MODULES = ["app.items.tasks", "app.judging.tasks", "app.exports.tasks"]
 QUEUES = ("import", "export", "judge", "generate")
 
 

@@ -1,99 +1,123 @@
-"""Turn labels into preference pairs, in TRL's standard and conversational formats."""
+"""Dataset formats: one function per format turns a decided item into rows.
+
+All formats but the full-fidelity one are read from an item's consensus pairs
+([chosen, rejected, P(chosen better), margin]); see app.consensus for how they are made.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from typing import Any
 
+from app.exports.records import Record
 from app.items.chat import prompt_messages, prompt_text
-from app.models import HumanLabel, Response
+from app.models.items import ResponseSource
 
 
 class ExportFormat(StrEnum):
-    STANDARD = "standard"  # prompt / chosen / rejected as strings
+    STANDARD = "standard"  # TRL preference: prompt / chosen / rejected as strings
     CONVERSATIONAL = "conversational"  # the same as lists of chat messages
+    KTO = "kto"  # TRL unpaired: prompt / completion / label, strings
+    KTO_CONVERSATIONAL = "kto_conversational"  # the same as chat messages
+    SFT = "sft"  # demonstrations from human edits: messages
+    OPENAI = "openai"  # OpenAI preference fine-tuning: input / preferred / non_preferred
+    TANDEM = "tandem"  # every label, its source and labeler; Tandem imports it again
 
 
-class LabelSource(StrEnum):
-    HUMAN = "human"  # labels people gave in the labeling queue
-    AI_ACCEPTED = "ai_accepted"  # confident, consistent AI labels nobody has reviewed
-    AI_REVIEWED = "ai_reviewed"  # AI labels a reviewer approved, overrode or edited
+class Container(StrEnum):
+    JSONL = "jsonl"
+    PARQUET = "parquet"
 
 
-ALL_SOURCES = frozenset(LabelSource)
+DESCRIPTIONS = {
+    ExportFormat.STANDARD: "TRL preference, standard: prompt, chosen and rejected as strings",
+    ExportFormat.CONVERSATIONAL: "TRL preference, conversational: chat message lists",
+    ExportFormat.KTO: "TRL unpaired (KTO): prompt, completion, label (true = desirable)",
+    ExportFormat.KTO_CONVERSATIONAL: "TRL unpaired (KTO) as chat message lists",
+    ExportFormat.SFT: "SFT demonstrations from human edits: messages",
+    ExportFormat.OPENAI: "OpenAI preference fine-tuning: input, preferred_output, "
+                         "non_preferred_output",
+    ExportFormat.TANDEM: "Tandem full fidelity: every label with its source, labeler, rule "
+                         "verdicts and probabilities; Tandem imports it again",
+}
+PREFERENCE_FORMATS = (ExportFormat.STANDARD, ExportFormat.CONVERSATIONAL)
 
 
-def parse_sources(value: str | None) -> frozenset[LabelSource]:
-    """``all`` or a comma list of sources; an unknown name is a clear error."""
-    if not value or value == "all":
-        return ALL_SOURCES
-    try:
-        return frozenset(LabelSource(v.strip()) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise ValueError(f"source must be 'all' or some of {', '.join(ALL_SOURCES)}") from None
+def _assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
 
 
-def edit_pair(edited_id: int | None, responses: dict[int, Response]) -> Pair | None:
-    """A human edit, chosen over the response it came from."""
-    edited = responses.get(edited_id or 0)
-    parent = responses.get(edited.parent_response_id or 0) if edited else None
-    return Pair(edited, parent) if edited and parent else None
+def _pairs(record: Record) -> Iterator[tuple[str, str, float, float]]:
+    for chosen, rejected, p, margin in record.pairs:
+        a, b = record.responses.get(chosen), record.responses.get(rejected)
+        if a is not None and b is not None:
+            yield a.text, b.text, float(p), float(margin)
 
 
-def ranking_pairs(ranking: list[int], responses: dict[int, Response]) -> list[Pair]:
-    ranked = [responses[i] for i in ranking if i in responses]
-    return [Pair(ranked[i], ranked[j]) for i in range(len(ranked))
-            for j in range(i + 1, len(ranked))]
+def standard(record: Record, margin: bool) -> Iterator[dict[str, Any]]:
+    prompt = prompt_text(record.prompt)
+    for chosen, rejected, _, m in _pairs(record):
+        row = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+        if margin:
+            row["margin"] = m
+        yield row
 
 
-@dataclass(frozen=True)
-class Pair:
-    chosen: Response
-    rejected: Response
+def conversational(record: Record, margin: bool) -> Iterator[dict[str, Any]]:
+    prompt = prompt_messages(record.prompt)
+    for chosen, rejected, _, m in _pairs(record):
+        row = {"prompt": prompt, "chosen": _assistant(chosen), "rejected": _assistant(rejected)}
+        if margin:
+            row["margin"] = m
+        yield row
 
 
-def pairs_of(label: HumanLabel, responses: dict[int, Response]) -> tuple[list[Pair], bool]:
-    """The ordered pairs a label states, and whether it was a tie (which yields none).
-
-    A ranking gives every ordered pair; a human edit is chosen over the response it came
-    from; ratings give a pair for every two responses rated differently.
-    """
-    pairs: list[Pair] = []
-    if label.choice is not None:
-        if label.choice == "tie":
-            return [], True
-        a, b = responses.get(label.response_a_id or 0), responses.get(label.response_b_id or 0)
-        if a and b:
-            pairs.append(Pair(a, b) if label.choice == "a" else Pair(b, a))
-    elif label.ranking:
-        pairs.extend(ranking_pairs(label.ranking, responses))
-    else:
-        if (edit := edit_pair(label.edited_response_id, responses)) is not None:
-            pairs.append(edit)
-        rated = sorted(((int(rid), v) for rid, v in (label.ratings or {}).items()),
-                       key=lambda t: -t[1])
-        for i, (hi, hv) in enumerate(rated):
-            for lo, lv in rated[i + 1:]:
-                if hv > lv and hi in responses and lo in responses:
-                    pairs.append(Pair(responses[hi], responses[lo]))
-    return pairs, False
+def _unpaired(record: Record) -> Iterator[tuple[str, bool]]:
+    """Each response once: desirable if it wins more of its pairs than it loses, undesirable
+    if it loses more; a response that wins as often as it loses says nothing and is left out."""
+    net: dict[int, int] = {}
+    for chosen, rejected, _, _ in record.pairs:
+        if chosen in record.responses and rejected in record.responses:
+            net[chosen] = net.get(chosen, 0) + 1
+            net[rejected] = net.get(rejected, 0) - 1
+    for rid, score in sorted(net.items()):
+        if score:
+            yield record.responses[rid].text, score > 0
 
 
-def row(prompt: Any, pair: Pair, fmt: ExportFormat) -> dict[str, Any]:
-    if fmt == ExportFormat.CONVERSATIONAL:
-        return {
-            "prompt": prompt_messages(prompt),
-            "chosen": [{"role": "assistant", "content": pair.chosen.text}],
-            "rejected": [{"role": "assistant", "content": pair.rejected.text}],
-        }
-    return {"prompt": prompt_text(prompt), "chosen": pair.chosen.text,
-            "rejected": pair.rejected.text}
+def kto(record: Record, margin: bool) -> Iterator[dict[str, Any]]:
+    prompt = prompt_text(record.prompt)
+    for text, good in _unpaired(record):
+        yield {"prompt": prompt, "completion": text, "label": good}
 
 
-def rows_for(prompt: Any, label: HumanLabel, responses: dict[int, Response],
-             fmt: ExportFormat) -> Iterator[dict[str, Any]]:
-    pairs, _ = pairs_of(label, responses)
-    for pair in pairs:
-        yield row(prompt, pair, fmt)
+def kto_conversational(record: Record, margin: bool) -> Iterator[dict[str, Any]]:
+    prompt = prompt_messages(record.prompt)
+    for text, good in _unpaired(record):
+        yield {"prompt": prompt, "completion": _assistant(text), "label": good}
+
+
+def sft(record: Record, margin: bool) -> Iterator[dict[str, Any]]:
+    """A human edit is a demonstration: the conversation, then the edited answer."""
+    prompt = prompt_messages(record.prompt)
+    for r in sorted(record.responses.values(), key=lambda r: r.id):
+        if r.source == ResponseSource.HUMAN_EDIT:
+            yield {"messages": prompt + _assistant(r.text)}
+
+
+def openai(record: Record, margin: bool) -> Iterator[dict[str, Any]]:
+    messages = prompt_messages(record.prompt)
+    for chosen, rejected, _, _ in _pairs(record):
+        yield {"input": {"messages": messages}, "preferred_output": _assistant(chosen),
+               "non_preferred_output": _assistant(rejected)}
+
+
+ROWS: dict[ExportFormat, Callable[[Record, bool], Iterator[dict[str, Any]]]] = {
+    ExportFormat.STANDARD: standard,
+    ExportFormat.CONVERSATIONAL: conversational,
+    ExportFormat.KTO: kto,
+    ExportFormat.KTO_CONVERSATIONAL: kto_conversational,
+    ExportFormat.SFT: sft,
+    ExportFormat.OPENAI: openai,
+}

@@ -145,4 +145,4 @@ def set_item_routing(db: Session, *, item_id: int, route: str) -> None:
     """The item's queue place follows its latest AI label."""
     db.execute(update(Item).where(Item.id == item_id).values(
         ai_accepted=route in ("accepted", "review"),
-        queue_rank=0 if route == "human" else 1))
+        queue_rank=0 if route == "human" else 1, consensus_stale=True))

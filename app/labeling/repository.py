@@ -75,6 +75,7 @@ def next_candidate(db: Session, *, project_id: int, user_id: int, k: int, now: d
             Item.project_id == project_id,
             Item.ready,
             ~Item.ai_accepted,  # the AI judge labeled it confidently: no human needed
+            ~Item.is_gold,  # gold items come through next_gold_item, outside the k cap
             Item.label_count < k,
             ~exists().where(Assignment.item_id == Item.id, Assignment.user_id == user_id),
             Item.label_count + _live_leases_on(Item.id, now) < k,
@@ -89,6 +90,17 @@ def next_candidate(db: Session, *, project_id: int, user_id: int, k: int, now: d
     return db.scalar(query)
 
 
+def next_gold_item(db: Session, *, project_id: int, user_id: int) -> Item | None:
+    """A gold item this labeler has not had yet; every labeler gets each one once."""
+    return db.scalar(
+        select(Item)
+        .where(Item.project_id == project_id, Item.ready, Item.is_gold,
+               ~exists().where(Assignment.item_id == Item.id, Assignment.user_id == user_id))
+        .order_by(Item.id)
+        .limit(1)
+    )
+
+
 def used_slots(db: Session, *, item_id: int, now: datetime, except_user: int | None = None) -> int:
     """Labels on the item plus live leases of others: a fresh statement, so a fresh snapshot."""
     return db.scalar(
@@ -98,9 +110,10 @@ def used_slots(db: Session, *, item_id: int, now: datetime, except_user: int | N
 
 
 def recount_labels(db: Session, *, item: Item) -> None:
-    """Set the item's label count from its labels (one UPDATE; the value is recounted)."""
+    """Set the item's label count from its labels (one UPDATE; the value is recounted), and
+    mark its consensus for recomputing."""
     db.execute(update(Item).where(Item.id == item.id)
-               .values(label_count=_labels_on(literal(item.id))))
+               .values(label_count=_labels_on(literal(item.id)), consensus_stale=True))
 
 
 def earlier_label(db: Session, *, idempotency_key: str, item_id: int,

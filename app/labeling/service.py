@@ -7,6 +7,7 @@ item gets more than k labels and no labeler gets an item twice.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -24,6 +25,7 @@ from app.models.types import utcnow
 from app.projects.service import get_rules
 
 MAX_DAY_MS = 24 * 3600 * 1000
+_draw = random.SystemRandom().random
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,9 @@ def next_task(db: Session, *, project: Project, user: User) -> Task | None:
         if current.expires_at > now:
             return _task(db, current)
         # An expired lease of ours: keep it if the item still has room for us.
-        repository.lock_item(db, item_id=current.item_id)
-        if repository.used_slots(db, item_id=current.item_id, now=now,
-                                 except_user=user.id) < project.overlap_k:
+        locked = repository.lock_item(db, item_id=current.item_id)
+        if (locked is not None and locked.is_gold) or repository.used_slots(
+                db, item_id=current.item_id, now=now, except_user=user.id) < project.overlap_k:
             current.leased_at, current.expires_at = now, now + lease
             db.flush()
             return _task(db, current)
@@ -64,8 +66,14 @@ def next_task(db: Session, *, project: Project, user: User) -> Task | None:
                                          k=project.overlap_k, now=now, exclude=tried)
         if item is None:
             return None
+        if project.gold_rate > 0 and _draw() < project.gold_rate:
+            # Unannounced: a gold item looks like any other, and comes only while there is
+            # real work left, at the project's rate.
+            item = repository.next_gold_item(db, project_id=project.id,
+                                              user_id=user.id) or item
         # The candidate query may have read a snapshot older than our lock: recount.
-        if repository.used_slots(db, item_id=item.id, now=now) >= project.overlap_k:
+        if not item.is_gold and repository.used_slots(db, item_id=item.id,
+                                                      now=now) >= project.overlap_k:
             tried.append(item.id)
             continue
         assignment = Assignment(project_id=project.id, item_id=item.id, user_id=user.id,
@@ -121,8 +129,8 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) ->
     if assignment is None or assignment.status not in (AssignmentStatus.ACTIVE,):
         raise Conflict("This item is not assigned to you (it was skipped or reassigned). "
                        "Take the next item.")
-    if repository.used_slots(db, item_id=item.id, now=now,
-                             except_user=user.id) >= project.overlap_k:
+    if not item.is_gold and repository.used_slots(db, item_id=item.id, now=now,
+                                                  except_user=user.id) >= project.overlap_k:
         raise Conflict("Your lease on this item expired and other labelers have filled it. "
                        "Your label was not stored; take the next item.")
 

@@ -1,5 +1,7 @@
 """ORM models, one module per aggregate. Importing this package registers every table."""
 
+from app.models.consensus import Adjudication, ItemConsensus, LabelerReliability
+from app.models.exports import ExportSnapshot
 from app.models.items import ImportJob, Item, Response
 from app.models.judging import (
     AiLabel,
@@ -15,6 +17,10 @@ from app.models.projects import Project, ProjectMember, Rule, RuleSet
 from app.models.users import ApiToken, User, UserSession
 
 __all__ = [
+    "Adjudication",
+    "ExportSnapshot",
+    "ItemConsensus",
+    "LabelerReliability",
     "AiLabel",
     "JudgeCacheEntry",
     "JudgeConfig",

@@ -42,6 +42,7 @@ class Item(Base):
         UniqueConstraint("project_id", "external_id"),
         Index("ix_items_project_ready_id", "project_id", "ready", "id"),
         Index("ix_items_queue", "project_id", "ready", "queue_rank", "id"),
+        Index("ix_items_consensus_stale", "project_id", "consensus_stale"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -65,6 +66,13 @@ class Item(Base):
     # 0 = the judge was unsure (humans first), 1 = everything else; ascending, like the id,
     # so "next item" reads the queue index in order instead of sorting the project.
     queue_rank: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Set whenever a label, AI label, review or adjudication of the item changes;
+    # app.consensus recomputes the item's consensus and clears it.
+    consensus_stale: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # A gold item's known answer, {"ranking": [response ids best first]}; gold items are
+    # mixed into every labeler's queue unannounced, to measure accuracy.
+    gold: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

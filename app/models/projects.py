@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
@@ -33,6 +33,12 @@ class Project(Base):
     instructions_md: Mapped[str] = mapped_column(Text, default="")
     overlap_k: Mapped[int] = mapped_column(Integer, default=1)
     lease_minutes: Mapped[int] = mapped_column(Integer, default=30)
+    # Consensus policy (app.consensus): "none" or "reliability" (Dawid–Skene) weighting,
+    # the agreement below which an item goes to adjudication, and the share of "next item"
+    # calls that hand out a gold item.
+    weighting: Mapped[str] = mapped_column(String(20), default="none", server_default="none")
+    conflict_threshold: Mapped[float] = mapped_column(Float, default=0.6, server_default="0.6")
+    gold_rate: Mapped[float] = mapped_column(Float, default=0.1, server_default="0.1")
     created_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )

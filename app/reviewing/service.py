@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from app.consensus.repository import mark_stale
 from app.core.errors import BadRequest, Conflict, NotFound
 from app.items import repository as items
 from app.models import AiLabel, Item, Project, Response, Review, Rule, User
@@ -79,4 +80,5 @@ def submit_review(db: Session, *, project: Project, user: User, ai_label_id: int
                     ranking=ranking, edited_response_id=edited_id, comment=comment.strip())
     db.add(review)
     db.flush()
+    mark_stale(db, item_ids=[label.item_id])
     return review

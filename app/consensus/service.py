@@ -1,0 +1,231 @@
+"""Each item's final preference, by a documented policy.
+
+Precedence, strongest first: an admin's gold answer; a reviewer's adjudication of a
+conflict; a reviewer's review of the AI label; the human labels, aggregated (majority per
+response pair, Bradley–Terry for the order, optionally weighted by each labeler's
+Dawid–Skene reliability); an AI label the judge was confident and consistent about.
+Human labels that disagree beyond the project's threshold, or whose majority runs in a
+circle, make a conflict that waits in the adjudication queue.
+
+Consensus rows are derived state: any change to an item's labels marks the item stale
+(in the same UPDATE that recounts its labels), and ``refresh`` recomputes stale items in
+batches, each batch in its own write transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from app.consensus import aggregate, repository
+from app.consensus.aggregate import Comparison, Outcome
+from app.consensus.repository import ItemInputs
+from app.core.db import session_scope
+from app.core.errors import BadRequest, Conflict, NotFound
+from app.items import repository as items
+from app.models import Adjudication, HumanLabel, Item, ItemConsensus, Project, Response, User
+from app.models.consensus import ConsensusSource, ConsensusStatus, Weighting
+from app.models.types import utcnow
+
+BATCH = 500
+# A labeler's weight must move this much before every item is recomputed with it.
+WEIGHT_TOLERANCE = 0.05
+
+
+def comparisons(label: HumanLabel) -> list[Comparison]:
+    """What one human label says about each pair of the item's original responses."""
+    if label.choice is not None and label.response_a_id and label.response_b_id:
+        return aggregate.from_choice(label.user_id, label.response_a_id, label.response_b_id,
+                                     label.choice, label.strength)
+    if label.ranking:
+        return aggregate.from_ranking(label.user_id, label.ranking)
+    if label.ratings:
+        return aggregate.from_ratings(label.user_id,
+                                      {int(k): int(v) for k, v in label.ratings.items()})
+    return []
+
+
+def decide(x: ItemInputs, *, threshold: float, weights: dict[int, float] | None) -> dict:
+    """The consensus row of one item (a dict for the item_consensus table)."""
+    human = aggregate.aggregate(x.responses, (c for lab in x.labels for c in comparisons(lab)),
+                                labels=len(x.labels), threshold=threshold, weights=weights)
+    edits = [[edited, parent, 1.0, aggregate.PLAIN_MARGIN] for edited, parent in x.edits]
+    row = {"item_id": x.item_id, "human_labels": len(x.labels), "agreement": human.agreement,
+           "cycle": human.cycle, "confidence": None, "computed_at": utcnow(),
+           "rule_set_id": x.labels[-1].rule_set_id if x.labels else None,
+           "decided_at": x.labels[-1].created_at if x.labels else None}
+
+    def decided(source: ConsensusSource, ranking: list[int] | None, pairs: list, when) -> dict:  # noqa: ANN001
+        status = ConsensusStatus.DECIDED if pairs else ConsensusStatus.TIE
+        return {**row, "status": status, "source": source, "ranking": ranking,
+                "pairs": pairs, "decided_at": when or row["decided_at"]}
+
+    if x.gold and x.gold.get("ranking"):
+        ranking = list(x.gold["ranking"])
+        return decided(ConsensusSource.GOLD, ranking, aggregate.ranking_pairs(ranking), None)
+    if x.adjudication is not None:
+        ranking = x.adjudication.ranking
+        pairs = aggregate.ranking_pairs(ranking) if ranking else []
+        return decided(ConsensusSource.ADJUDICATED, ranking, pairs + edits,
+                       x.adjudication.created_at)
+    ai = x.ai_label
+    if x.review is not None and ai is not None:
+        ranking = list(x.review.ranking)
+        # a reviewer's edit is among the item's edits: preferred over what it came from
+        pairs = aggregate.ranking_pairs(ranking)
+        out = decided(ConsensusSource.AI_REVIEWED, ranking, pairs + edits,
+                      x.review.created_at)
+        return {**out, "confidence": ai.confidence, "rule_set_id": ai.rule_set_id}
+    if x.labels:
+        return _from_humans(row, human, edits)
+    if ai is not None and ai.route == "accepted" and ai.ranking:
+        pairs = aggregate.ai_pairs(ai.ranking, ai.pairs or [])
+        out = decided(ConsensusSource.AI_ACCEPTED, list(ai.ranking), pairs, ai.created_at)
+        return {**out, "confidence": ai.confidence, "rule_set_id": ai.rule_set_id}
+    return {**row, "status": ConsensusStatus.PENDING, "source": None, "ranking": None,
+            "pairs": []}
+
+
+def _from_humans(row: dict, human: Outcome, edits: list) -> dict:
+    pairs = human.pairs + edits
+    status = human.status
+    if status == ConsensusStatus.TIE and edits:
+        status = ConsensusStatus.DECIDED  # the edits still say something to learn from
+    return {**row, "status": status, "source": ConsensusSource.HUMAN,
+            "ranking": human.ranking, "pairs": pairs}
+
+
+def refresh(project_id: int, *, limit: int | None = None,
+            progress: Callable[[int], None] | None = None) -> int:
+    """Recompute the consensus of the project's stale items; returns how many."""
+    with session_scope() as db:
+        project = db.get(Project, project_id)
+        if project is None:
+            return 0
+        threshold, weighting = project.conflict_threshold, project.weighting
+    weights = None
+    if weighting == Weighting.RELIABILITY:
+        weights = update_reliability(project_id)
+    done = 0
+    while limit is None or done < limit:
+        size = BATCH if limit is None else min(BATCH, limit - done)
+        with session_scope(write=True) as db:
+            ids = repository.claim_stale(db, project_id=project_id, limit=size)
+            if not ids:
+                break
+            rows = [{**row, "project_id": project_id, "pair_count": len(row["pairs"])}
+                    for x in repository.inputs_for(db, item_ids=ids)
+                    for row in [decide(x, threshold=threshold, weights=weights)]]
+            repository.replace_consensus(db, rows=rows)
+        done += len(ids)
+        if progress is not None:
+            progress(done)
+    return done
+
+
+def update_reliability(project_id: int) -> dict[int, float]:
+    """Re-estimate every labeler's reliability (Dawid–Skene over all response pairs); when
+    a weight moved, every item is recomputed with the new weights."""
+    answers: dict[tuple[int, int, int], list[tuple[int, int]]] = {}
+    with session_scope() as db:
+        if not repository.count_stale(db, project_id=project_id):
+            stored = repository.reliability(db, project_id=project_id)
+            if stored:
+                return {u: r.weight for u, r in stored.items()}
+        for label in repository.human_labels_stream(db, project_id=project_id):
+            for c in comparisons(label):
+                # classes: 0 the lower id wins, 1 tie, 2 the higher id wins
+                answers.setdefault((label.item_id, c.lo, c.hi), []).append(
+                    (c.user_id, 1 - c.outcome))
+        old = {u: r.weight for u, r in repository.reliability(db, project_id=project_id).items()}
+    estimates = aggregate.dawid_skene(answers)
+    weights = {u: w for u, (_, w, _) in estimates.items()}
+    moved = set(old) != set(weights) or any(
+        abs(old[u] - w) > WEIGHT_TOLERANCE for u, w in weights.items())
+    with session_scope(write=True) as db:
+        repository.save_reliability(db, project_id=project_id, rows=[
+            {"project_id": project_id, "user_id": u, "accuracy": acc, "weight": w,
+             "comparisons": n, "computed_at": utcnow()}
+            for u, (acc, w, n) in estimates.items()])
+        if moved:
+            repository.mark_project_stale(db, project_id=project_id)
+    return weights
+
+
+def refresh_for_page(db: Session, *, project_id: int, limit: int = 20_000) -> None:
+    """Bring consensus up to date before a page reads it (a GET's read session only).
+
+    The refresh commits in its own transactions; ending this session's read transaction
+    afterwards lets the page's next query see them (SQLite keeps a snapshot per read
+    transaction).
+    """
+    refresh(project_id, limit=limit)
+    db.commit()
+
+
+def set_gold(db: Session, *, project: Project, item_id: int, ranking: list[int] | None) -> Item:
+    """Mark an item gold with its known answer (response ids best first), or unmark it."""
+    item = items.get_item(db, item_id=item_id)
+    if item is None or item.project_id != project.id:
+        raise NotFound("No such item in this project.")
+    originals = [r.id for r in items.list_responses(db, item_id=item_id)
+                 if r.source != "human_edit"]
+    if ranking is not None and sorted(ranking) != sorted(originals):
+        raise BadRequest("A gold answer orders every response of the item exactly once.")
+    item.gold = {"ranking": list(ranking)} if ranking is not None else None
+    item.is_gold = ranking is not None
+    item.consensus_stale = True
+    db.flush()
+    return item
+
+
+@dataclass(frozen=True)
+class AdjudicationTask:
+    consensus: ItemConsensus
+    item: Item
+    responses: list[Response]
+    labels: list[tuple[HumanLabel, User | None]]
+    remaining: int
+
+
+def next_adjudication(db: Session, *, project: Project, skip: list[int] | None = None
+                      ) -> AdjudicationTask | None:
+    consensus = repository.next_to_adjudicate(db, project_id=project.id, skip=skip or [])
+    if consensus is None:
+        return None
+    item = items.get_item(db, item_id=consensus.item_id)
+    if item is None:
+        raise NotFound("That item is gone.")
+    responses = [r for r in items.list_responses(db, item_id=item.id)
+                 if r.source != "human_edit"]
+    (inputs,) = repository.inputs_for(db, item_ids=[item.id])
+    labels = [(lab, db.get(User, lab.user_id)) for lab in inputs.labels]
+    return AdjudicationTask(consensus=consensus, item=item, responses=responses, labels=labels,
+                            remaining=repository.count_to_adjudicate(db, project_id=project.id))
+
+
+def adjudicate(db: Session, *, project: Project, user: User, item_id: int,
+               idempotency_key: str, ranking: list[int] | None, comment: str = ""
+               ) -> Adjudication:
+    """Record a reviewer's decision on a conflicted item; ``ranking`` None means a tie."""
+    earlier = repository.adjudication_by_key(db, key=idempotency_key)
+    if earlier is not None:
+        if earlier.reviewer_id != user.id:
+            raise Conflict("This submission key belongs to someone else.")
+        return earlier
+    item = items.get_item(db, item_id=item_id)
+    if item is None or item.project_id != project.id:
+        raise NotFound("No such item in this project.")
+    originals = [r.id for r in items.list_responses(db, item_id=item_id)
+                 if r.source != "human_edit"]
+    if ranking is not None and sorted(ranking) != sorted(originals):
+        raise BadRequest("The decision must order every response of the item exactly once.")
+    adjudication = Adjudication(project_id=project.id, item_id=item_id, reviewer_id=user.id,
+                                idempotency_key=idempotency_key, ranking=ranking,
+                                comment=comment.strip())
+    db.add(adjudication)
+    db.flush()
+    repository.mark_stale(db, item_ids=[item_id])
+    return adjudication

@@ -1,0 +1,151 @@
+"""Read decided items, with their responses, in keyset batches: memory stays flat however
+large the project, and each batch is its own short transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from app.core.db import session_scope
+from app.exports.filters import ExportFilters, LabelSource, item_tags
+from app.models import Item, ItemConsensus, Response, RuleSet
+from app.models.consensus import ConsensusStatus
+
+BATCH = 2000
+
+
+@dataclass(frozen=True)
+class ExportResponse:
+    id: int
+    text: str
+    model_name: str | None
+    source: str
+    parent_id: int | None
+
+
+@dataclass
+class Record:
+    """One decided item: its prompt, responses and consensus pairs."""
+
+    item_id: int
+    external_id: str
+    prompt: Any
+    meta: dict[str, Any]
+    source: str
+    agreement: float | None
+    confidence: float | None
+    pairs: list[list[Any]]  # [chosen id, rejected id, p, margin]
+    responses: dict[int, ExportResponse] = field(default_factory=dict)
+
+
+@dataclass
+class Tally:
+    """What an export went through, for its manifest and the export page."""
+
+    items: int = 0
+    pairs: int = 0
+    ties: int = 0
+    awaiting_adjudication: int = 0
+    filtered_out: int = 0
+    by_source: dict[str, int] = field(default_factory=dict)
+
+
+def _conditions(project_id: int, filters: ExportFilters, rule_set_id: int | None) -> list:
+    c = ItemConsensus
+    cond = [c.project_id == project_id, c.source.in_([s.value for s in filters.sources])]
+    if filters.min_agreement is not None:
+        cond.append(or_(c.source != LabelSource.HUMAN,
+                        c.agreement >= filters.min_agreement))
+    if filters.min_confidence is not None:
+        cond.append(or_(c.source != LabelSource.AI_ACCEPTED,
+                        c.confidence >= filters.min_confidence))
+    if filters.rule_set_version is not None:
+        cond.append(c.rule_set_id == rule_set_id)
+    if filters.since is not None:
+        cond.append(c.decided_at >= _utc(filters.since))
+    if filters.until is not None:
+        cond.append(c.decided_at <= _utc(filters.until))
+    return cond
+
+
+def _utc(value):  # noqa: ANN001, ANN202
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def rule_set_id_of(db: Session, *, project_id: int, version: int | None) -> int | None:
+    if version is None:
+        return None
+    return db.scalar(select(RuleSet.id).where(RuleSet.project_id == project_id,
+                                              RuleSet.version == version)) or -1
+
+
+def count_candidates(db: Session, *, project_id: int, filters: ExportFilters) -> int:
+    """Items the filters let through (before the tag filter), for a progress bar."""
+    rule_set_id = rule_set_id_of(db, project_id=project_id, version=filters.rule_set_version)
+    return db.scalar(select(func.count()).select_from(ItemConsensus).where(
+        *_conditions(project_id, filters, rule_set_id))) or 0
+
+
+def tally_statuses(db: Session, *, project_id: int, filters: ExportFilters, tally: Tally) -> None:
+    """Ties and conflicts that the export leaves out, counted for the manifest."""
+    rule_set_id = rule_set_id_of(db, project_id=project_id, version=filters.rule_set_version)
+    rows = db.execute(select(ItemConsensus.status, func.count()).where(
+        *_conditions(project_id, filters, rule_set_id)).group_by(ItemConsensus.status))
+    for status, n in rows:
+        if status == ConsensusStatus.TIE:
+            tally.ties += n
+        elif status in (ConsensusStatus.CONFLICT, ConsensusStatus.INTRANSITIVE):
+            tally.awaiting_adjudication += n
+
+
+def iter_records(*, project_id: int, filters: ExportFilters, tally: Tally | None = None,
+                 batch: int = BATCH) -> Iterator[list[Record]]:
+    """Batches of decided items in id order; each batch read in its own transaction."""
+    tally = tally if tally is not None else Tally()
+    after = 0
+    c = ItemConsensus
+    with session_scope() as db:
+        rule_set_id = rule_set_id_of(db, project_id=project_id,
+                                     version=filters.rule_set_version)
+    cond = _conditions(project_id, filters, rule_set_id)
+    while True:
+        with session_scope() as db:
+            rows = db.execute(
+                select(c.item_id, c.source, c.agreement, c.confidence, c.pairs,
+                       Item.external_id, Item.prompt, Item.meta)
+                .join(Item, Item.id == c.item_id)
+                .where(*cond, c.status == ConsensusStatus.DECIDED, c.item_id > after, Item.ready)
+                .order_by(c.item_id).limit(batch)
+            ).all()
+            if not rows:
+                return
+            after = rows[-1][0]
+            records = [Record(item_id=r[0], source=r[1], agreement=r[2], confidence=r[3],
+                              pairs=r[4], external_id=r[5], prompt=r[6], meta=r[7] or {})
+                       for r in rows]
+            if filters.tag is not None:
+                kept = [r for r in records if filters.tag in item_tags(r.meta)]
+                tally.filtered_out += len(records) - len(kept)
+                records = kept
+            by_id = {r.item_id: r for r in records}
+            if by_id:
+                lo, hi = rows[0][0], rows[-1][0]
+                for rid, item_id, text, model, source, parent in db.execute(
+                    select(Response.id, Response.item_id, Response.text, Response.model_name,
+                           Response.source, Response.parent_response_id)
+                    .where(Response.item_id.in_(
+                        select(Item.id).where(Item.project_id == project_id,
+                                              and_(Item.id >= lo, Item.id <= hi))))
+                ):
+                    if (rec := by_id.get(item_id)) is not None:
+                        rec.responses[rid] = ExportResponse(rid, text, model, source, parent)
+        for r in records:
+            tally.items += 1
+            tally.by_source[r.source] = tally.by_source.get(r.source, 0) + len(r.pairs)
+            tally.pairs += len(r.pairs)
+        yield records

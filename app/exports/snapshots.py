@@ -1,0 +1,320 @@
+"""Export snapshots: built once by a Celery job, then frozen.
+
+A snapshot is a folder of read-only files (the data, split into train/test when asked, a
+manifest and a dataset card) written under a temporary name and renamed into place in one
+step; its database row records the manifest's sha256. The same choices made again later
+give the next version of the same lineage, and two versions can be compared row by row.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.consensus import service as consensus
+from app.core.config import get_settings
+from app.core.db import session_scope
+from app.core.errors import BadRequest, NotFound
+from app.core.jobs import enqueue_after_commit
+from app.exports import records as records_mod
+from app.exports import writers
+from app.exports.card import dataset_card
+from app.exports.formats import ROWS, Container, ExportFormat
+from app.exports.records import Tally
+from app.exports.schemas import SnapshotIn
+from app.items.chat import prompt_text
+from app.models import ExportSnapshot, Project, User
+from app.models.exports import SnapshotStatus
+from app.models.types import utcnow
+
+FINGERPRINTS = "rows.fingerprints"
+
+
+def snapshots_root() -> Path:
+    return get_settings().data_dir / "exports"
+
+
+def create_snapshot(db: Session, *, project: Project, user: User | None,
+                    spec: SnapshotIn) -> ExportSnapshot:
+    """Queue a new snapshot: the next version of its lineage."""
+    db.execute(select(Project.id).where(Project.id == project.id).with_for_update())
+    lineage = spec.lineage()
+    last = db.scalar(select(func.max(ExportSnapshot.version)).where(
+        ExportSnapshot.project_id == project.id, ExportSnapshot.lineage == lineage)) or 0
+    snapshot = ExportSnapshot(
+        project_id=project.id, lineage=lineage, version=last + 1, name=spec.title(),
+        format=spec.format, container=spec.container,
+        filters={**spec.filters.described(), "margin": spec.margin},
+        split=spec.split.model_dump() if spec.split else None,
+        status=SnapshotStatus.QUEUED, created_by_id=user.id if user else None)
+    db.add(snapshot)
+    db.flush()
+    enqueue_after_commit(db, "exports.build_snapshot", snapshot.id)
+    return snapshot
+
+
+def spec_of(snapshot: ExportSnapshot) -> SnapshotIn:
+    filters = dict(snapshot.filters)
+    margin = bool(filters.pop("margin", True))
+    return SnapshotIn(format=snapshot.format, container=snapshot.container, margin=margin,
+                      filters=filters, split=snapshot.split)
+
+
+def list_snapshots(db: Session, *, project_id: int, limit: int = 100) -> list[ExportSnapshot]:
+    return list(db.scalars(select(ExportSnapshot).where(ExportSnapshot.project_id == project_id)
+                           .order_by(ExportSnapshot.id.desc()).limit(limit)))
+
+
+def get_snapshot(db: Session, *, project_id: int, snapshot_id: int) -> ExportSnapshot:
+    snapshot = db.get(ExportSnapshot, snapshot_id)
+    if snapshot is None or snapshot.project_id != project_id:
+        raise NotFound("No such snapshot in this project.")
+    return snapshot
+
+
+def snapshot_file(snapshot: ExportSnapshot, name: str) -> Path:
+    """A file of a finished snapshot, by the name its manifest gives."""
+    if snapshot.status != SnapshotStatus.SUCCEEDED or snapshot.path is None:
+        raise BadRequest("This snapshot is not finished yet.")
+    names = {f["name"] for f in (snapshot.manifest or {}).get("files", [])}
+    if name not in names | {"manifest.json", "README.md"}:
+        raise NotFound("No such file in this snapshot.")
+    return snapshots_root() / snapshot.path / name
+
+
+def _split_of(prompt: Any, split: dict | None) -> str:
+    """train or test, by a seeded hash of the prompt: one prompt, one side."""
+    if not split:
+        return "train"
+    key = orjson.dumps([split.get("seed", 0), prompt_text(prompt)])
+    draw = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
+    return "test" if draw < float(split["test_fraction"]) else "train"
+
+
+@functools.cache
+def code_version() -> str:
+    """The Tandem version that made a file, with the git commit when there is one."""
+    version = package_version("tandem")
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=5, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"tandem {version}" + (f" (git {commit})" if commit else "")
+
+
+@dataclass
+class _Build:
+    snapshot_id: int
+    project_id: int
+    project_name: str
+    spec: SnapshotIn
+    version: int
+    lineage: str
+    name: str
+
+
+def build_snapshot(*, snapshot_id: int) -> None:
+    """Body of the ``exports.build_snapshot`` task: idempotent, safe to run again."""
+    with session_scope(write=True) as db:
+        claimed = db.execute(
+            update(ExportSnapshot)
+            .where(ExportSnapshot.id == snapshot_id,
+                   ExportSnapshot.status.in_([SnapshotStatus.QUEUED, SnapshotStatus.RUNNING]))
+            .values(status=SnapshotStatus.RUNNING, started_at=utcnow(), done=0)
+        ).rowcount
+        if not claimed:
+            return  # gone, or finished already: a finished snapshot never changes
+        snapshot = db.get(ExportSnapshot, snapshot_id)
+        project = db.get(Project, snapshot.project_id)
+        job = _Build(snapshot_id, snapshot.project_id, project.name, spec_of(snapshot),
+                     snapshot.version, snapshot.lineage, snapshot.name)
+    final = snapshots_root() / f"project-{job.project_id}" / f"snapshot-{snapshot_id}"
+    if (final / "manifest.json").exists():
+        _succeed(job, final)  # a run that died after the rename: the files are complete
+        return
+    tmp = final.with_name(final.name + ".tmp")
+    try:
+        consensus.refresh(job.project_id)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        manifest = _write_files(job, tmp)
+        (tmp / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        (tmp / "README.md").write_text(dataset_card(manifest), encoding="utf-8")
+        for f in tmp.iterdir():
+            _fsync(f)
+            f.chmod(0o444)
+        os.replace(tmp, final)
+        _succeed(job, final)
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        with session_scope(write=True) as db:
+            db.execute(update(ExportSnapshot).where(ExportSnapshot.id == snapshot_id).values(
+                status=SnapshotStatus.FAILED, finished_at=utcnow(),
+                error=f"export failed: {type(exc).__name__}: {exc}"[:2000]))
+        raise
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as f:
+        os.fsync(f.fileno())
+
+
+def _succeed(job: _Build, folder: Path) -> None:
+    raw = (folder / "manifest.json").read_bytes()
+    manifest = orjson.loads(raw)
+    with session_scope(write=True) as db:
+        db.execute(update(ExportSnapshot).where(ExportSnapshot.id == job.snapshot_id).values(
+            status=SnapshotStatus.SUCCEEDED, finished_at=utcnow(), manifest=manifest,
+            sha256=hashlib.sha256(raw).hexdigest(), rows=manifest["counts"]["rows"],
+            path=str(folder.relative_to(snapshots_root())), error=None))
+
+
+def _progress(snapshot_id: int, done: int, total: int | None = None) -> None:
+    values: dict[str, int] = {"done": done}
+    if total is not None:
+        values["total"] = total
+    with session_scope(write=True) as db:
+        db.execute(update(ExportSnapshot).where(ExportSnapshot.id == snapshot_id)
+                   .values(**values))
+
+
+def _write_files(job: _Build, folder: Path) -> dict[str, Any]:
+    spec = job.spec
+    ext = "jsonl" if spec.container == Container.JSONL else "parquet"
+    sides = ["train", "test"] if spec.split else ["train"]
+    out = {side: writers.RowWriter(folder / f"{side}.{ext}", fmt=spec.format,
+                                   container=spec.container, margin=spec.margin)
+           for side in sides}
+    tally = Tally()
+    try:
+        with session_scope() as db:
+            total = records_mod.count_candidates(db, project_id=job.project_id,
+                                                 filters=spec.filters)
+            records_mod.tally_statuses(db, project_id=job.project_id, filters=spec.filters,
+                                       tally=tally)
+        _progress(job.snapshot_id, 0, total)
+        for batch in _batches(job, tally):
+            for record, rows in batch:
+                writer = out[_split_of(record.prompt, spec.split)]
+                for row in rows:
+                    writer.write(row)
+            _progress(job.snapshot_id, tally.items)
+        files = [out[side].close() for side in sides]
+    except BaseException:
+        for w in out.values():
+            w.abort()
+        raise
+    fingerprints = array("Q")
+    for side in sides:
+        fingerprints.extend(out[side].fingerprints)
+    (folder / FINGERPRINTS).write_bytes(fingerprints.tobytes())
+    return _manifest(job, tally, files)
+
+
+def _batches(job: _Build, tally: Tally) -> Iterator[list[tuple[Any, Iterator[dict]]]]:
+    spec = job.spec
+    if spec.format == ExportFormat.TANDEM:
+        from app.exports import tandem
+
+        for batch in tandem.iter_batches(project_id=job.project_id, filters=spec.filters,
+                                         tally=tally):
+            yield [(rec, iter([row])) for rec, row in batch]
+        return
+    rows_of = ROWS[spec.format]
+    for batch in records_mod.iter_records(project_id=job.project_id, filters=spec.filters,
+                                          tally=tally):
+        yield [(rec, rows_of(rec, spec.margin)) for rec in batch]
+
+
+def _manifest(job: _Build, tally: Tally, files: list[dict]) -> dict[str, Any]:
+    spec = job.spec
+    schema = writers.arrow_schema(spec.format, spec.margin)
+    return {
+        "tandem_snapshot": 1,
+        "snapshot_id": job.snapshot_id,
+        "project": {"id": job.project_id, "name": job.project_name},
+        "name": job.name,
+        "lineage": job.lineage,
+        "version": job.version,
+        "format": spec.format.value,
+        "container": spec.container.value,
+        "margin": spec.margin,
+        "filters": spec.filters.described(),
+        "split": spec.split.model_dump() if spec.split else None,
+        "schema": {f.name: str(f.type) for f in schema},
+        "counts": {
+            "rows": sum(f["rows"] for f in files),
+            "items": tally.items,
+            "pairs": tally.pairs,
+            "pairs_by_source": dict(sorted(tally.by_source.items())),
+            "ties_left_out": tally.ties,
+            "awaiting_adjudication": tally.awaiting_adjudication,
+            "left_out_by_tag": tally.filtered_out,
+            "rows_per_split": {f["name"].split(".")[0]: f["rows"] for f in files},
+        },
+        "files": files,
+        "created_at": utcnow().isoformat(),
+        "code_version": code_version(),
+    }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    older: ExportSnapshot
+    newer: ExportSnapshot
+    added: int
+    removed: int
+    unchanged: int
+    added_rows: list[dict]
+    removed_rows: list[dict]
+
+
+def compare(db: Session, *, project_id: int, older_id: int, newer_id: int,
+            sample: int = 10) -> Comparison:
+    """Rows in one snapshot and not the other, by fingerprint, with a sample of each."""
+    older = get_snapshot(db, project_id=project_id, snapshot_id=older_id)
+    newer = get_snapshot(db, project_id=project_id, snapshot_id=newer_id)
+    for s in (older, newer):
+        if s.status != SnapshotStatus.SUCCEEDED:
+            raise BadRequest(f"Snapshot {s.id} is not finished.")
+    a, b = _fingerprints(older), _fingerprints(newer)
+    added_mask, removed_mask = ~np.isin(b, a), ~np.isin(a, b)
+    return Comparison(
+        older=older, newer=newer, added=int(added_mask.sum()), removed=int(removed_mask.sum()),
+        unchanged=int((~added_mask).sum()),
+        added_rows=_rows_at(newer, np.flatnonzero(added_mask)[:sample]),
+        removed_rows=_rows_at(older, np.flatnonzero(removed_mask)[:sample]))
+
+
+def _fingerprints(snapshot: ExportSnapshot) -> np.ndarray:
+    return np.fromfile(snapshots_root() / snapshot.path / FINGERPRINTS, dtype=np.uint64)
+
+
+def _rows_at(snapshot: ExportSnapshot, positions: np.ndarray) -> list[dict]:
+    """Rows by position across the snapshot's files (train first, then test)."""
+    wanted = [int(p) for p in positions]
+    out: list[dict] = []
+    start = 0
+    for f in snapshot.manifest["files"]:
+        local = {p - start for p in wanted if start <= p < start + f["rows"]}
+        if local:
+            out.extend(writers.read_rows(snapshots_root() / snapshot.path / f["name"],
+                                         Container(snapshot.container), local,
+                                         limit=len(local)))
+        start += f["rows"]
+    return out

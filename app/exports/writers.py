@@ -1,0 +1,146 @@
+"""Write rows to JSONL or Parquet, counting them and fingerprinting each row.
+
+Each row's fingerprint (64 bits of BLAKE2b over its canonical JSON) goes into a side file
+in row order, so two snapshots can be compared row by row without holding either in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from array import array
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from app.exports.formats import Container, ExportFormat
+
+PARQUET_BATCH = 20_000
+
+
+def fingerprint(row: dict[str, Any]) -> int:
+    canonical = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+    return int.from_bytes(hashlib.blake2b(canonical, digest_size=8).digest(), "big")
+
+
+def arrow_schema(fmt: ExportFormat, margin: bool):  # noqa: ANN201  (pyarrow.Schema)
+    import pyarrow as pa
+
+    msgs = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    fields: list[tuple[str, Any]]
+    if fmt == ExportFormat.STANDARD:
+        fields = [("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string())]
+    elif fmt == ExportFormat.CONVERSATIONAL:
+        fields = [("prompt", msgs), ("chosen", msgs), ("rejected", msgs)]
+    elif fmt == ExportFormat.KTO:
+        fields = [("prompt", pa.string()), ("completion", pa.string()), ("label", pa.bool_())]
+    elif fmt == ExportFormat.KTO_CONVERSATIONAL:
+        fields = [("prompt", msgs), ("completion", msgs), ("label", pa.bool_())]
+    elif fmt == ExportFormat.SFT:
+        fields = [("messages", msgs)]
+    elif fmt == ExportFormat.OPENAI:
+        fields = [("input", pa.struct([("messages", msgs)])), ("preferred_output", msgs),
+                  ("non_preferred_output", msgs)]
+    else:  # the full-fidelity format keeps its nested parts as JSON text
+        from app.exports.tandem import PARQUET_COLUMNS
+
+        fields = [(name, pa.string()) for name in PARQUET_COLUMNS]
+    if margin and fmt in (ExportFormat.STANDARD, ExportFormat.CONVERSATIONAL):
+        fields.append(("margin", pa.float64()))
+    return pa.schema(fields)
+
+
+class RowWriter:
+    """Rows into one data file; ``close`` returns its name, row count, size and sha256."""
+
+    def __init__(self, path: Path, *, fmt: ExportFormat, container: Container,
+                 margin: bool) -> None:
+        self.path, self.fmt, self.container = path, fmt, container
+        self.rows = 0
+        self.fingerprints = array("Q")
+        self._sha = hashlib.sha256()
+        self._buffer: list[dict[str, Any]] = []
+        if container == Container.JSONL:
+            self._file = path.open("wb")
+        else:
+            import pyarrow.parquet as pq
+
+            self._schema = arrow_schema(fmt, margin)
+            self._parquet = pq.ParquetWriter(path, self._schema, compression="zstd")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.rows += 1
+        self.fingerprints.append(fingerprint(row))
+        if self.container == Container.JSONL:
+            line = orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+            self._sha.update(line)
+            self._file.write(line)
+        else:
+            if self.fmt == ExportFormat.TANDEM:
+                row = {k: (v if isinstance(v, str) or v is None else
+                           orjson.dumps(v).decode()) for k, v in row.items()}
+            self._buffer.append(row)
+            if len(self._buffer) >= PARQUET_BATCH:
+                self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self._buffer:
+            self._parquet.write_table(pa.Table.from_pylist(self._buffer, schema=self._schema))
+            self._buffer = []
+
+    def close(self) -> dict[str, Any]:
+        if self.container == Container.JSONL:
+            self._file.flush()
+            self._file.close()
+            digest = self._sha.hexdigest()
+        else:
+            self._flush()
+            self._parquet.close()
+            digest = sha256_of(self.path)
+        return {"name": self.path.name, "rows": self.rows, "bytes": self.path.stat().st_size,
+                "sha256": digest}
+
+    def abort(self) -> None:
+        try:
+            if self.container == Container.JSONL:
+                self._file.close()
+            else:
+                self._parquet.close()
+        except Exception:  # noqa: BLE001  (cleaning up after an earlier error)
+            pass
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_rows(path: Path, container: Container, indexes: set[int] | None = None,
+              limit: int = 20) -> list[dict[str, Any]]:
+    """Rows of a data file, only those at ``indexes`` if given, at most ``limit``."""
+    out: list[dict[str, Any]] = []
+    if container == Container.JSONL:
+        with path.open("rb") as f:
+            for n, line in enumerate(f):
+                if indexes is None or n in indexes:
+                    out.append(orjson.loads(line))
+                    if len(out) >= limit:
+                        break
+        return out
+    import pyarrow.parquet as pq
+
+    offset = 0
+    parquet = pq.ParquetFile(path)
+    for batch in parquet.iter_batches(batch_size=10_000):
+        for n, row in enumerate(batch.to_pylist(), start=offset):
+            if indexes is None or n in indexes:
+                out.append(row)
+                if len(out) >= limit:
+                    return out
+        offset += batch.num_rows
+    return out
