@@ -72,8 +72,19 @@
     return false;
   }
 
+  // The adjudication queue: 1-8 this response is best, T tie, S skip.
+  function adjudicationKeys(ev) {
+    const form = $("#adjudication-form");
+    if (!form || typing(ev.target) || ev.altKey || ev.ctrlKey || ev.metaKey) return false;
+    const key = ev.key.toLowerCase();
+    if (key === "s") { $("#adjudication-skip").click(); return true; }
+    if (key === "t" && $("#adjudication-tie")) { $("#adjudication-tie").click(); return true; }
+    if (/^[1-8]$/.test(ev.key)) { const b = $(`button[data-adj-best-index="${ev.key}"]`, form); if (b) { b.click(); return true; } }
+    return false;
+  }
+
   document.addEventListener("keydown", (ev) => {
-    if (reviewKeys(ev)) { ev.preventDefault(); return; }
+    if (reviewKeys(ev) || adjudicationKeys(ev)) { ev.preventDefault(); return; }
     if (ev.key === "?" && !typing(ev.target)) { toggleHelp(); ev.preventDefault(); return; }
     const f = form();
     if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey) && f) { submitLabel(); ev.preventDefault(); return; }

@@ -138,3 +138,24 @@ def wait_for(predicate, *, timeout: float = 60, interval: float = 0.2, what: str
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def label_all(project, user, decide, *, key: str = "key") -> int:  # noqa: ANN001
+    """Take every item the queue gives ``user`` and label it with ``decide(task)`` -> the
+    LabelIn fields (None skips the item); returns how many were labeled."""
+    from app.labeling import service
+    from app.labeling.schemas import LabelIn
+
+    n = 0
+    while True:
+        task = write(service.next_task, project=project, user=user)
+        if task is None:
+            return n
+        fields = decide(task)
+        if fields is None:
+            write(service.skip_item, project=project, user=user, item_id=task.item.id)
+            continue
+        n += 1
+        write(service.submit_label, project=project, user=user,
+              data=LabelIn(item_id=task.item.id, idempotency_key=f"{key}-{user.id}-{n:05d}",
+                           **fields))

@@ -36,6 +36,10 @@ def mark_project_stale(db: Session, *, project_id: int) -> None:
                .values(consensus_stale=True))
 
 
+def clear_stale(db: Session, *, item_ids: list[int]) -> None:
+    db.execute(update(Item).where(Item.id.in_(item_ids)).values(consensus_stale=False))
+
+
 def claim_stale(db: Session, *, project_id: int, limit: int) -> list[int]:
     """Up to ``limit`` stale items, their flag cleared in this (write) transaction: a label
     that lands meanwhile sets it again, so the next refresh sees it."""

@@ -115,14 +115,32 @@ def refresh(project_id: int, *, limit: int | None = None,
             ids = repository.claim_stale(db, project_id=project_id, limit=size)
             if not ids:
                 break
-            rows = [{**row, "project_id": project_id, "pair_count": len(row["pairs"])}
-                    for x in repository.inputs_for(db, item_ids=ids)
-                    for row in [decide(x, threshold=threshold, weights=weights)]]
-            repository.replace_consensus(db, rows=rows)
+            _recompute(db, project_id=project_id, item_ids=ids, threshold=threshold,
+                       weights=weights)
         done += len(ids)
         if progress is not None:
             progress(done)
     return done
+
+
+def _recompute(db: Session, *, project_id: int, item_ids: list[int], threshold: float,
+               weights: dict[int, float] | None) -> None:
+    rows = [{**row, "project_id": project_id, "pair_count": len(row["pairs"])}
+            for x in repository.inputs_for(db, item_ids=item_ids)
+            for row in [decide(x, threshold=threshold, weights=weights)]]
+    repository.replace_consensus(db, rows=rows)
+
+
+def recompute_now(db: Session, *, project: Project, item_ids: list[int]) -> None:
+    """Recompute some items in the caller's (write) transaction, with the stored weights:
+    for a reviewer who must not see the item they just decided come round again."""
+    weights = None
+    if project.weighting == Weighting.RELIABILITY:
+        weights = {u: r.weight for u, r in
+                   repository.reliability(db, project_id=project.id).items()}
+    _recompute(db, project_id=project.id, item_ids=item_ids,
+               threshold=project.conflict_threshold, weights=weights)
+    repository.clear_stale(db, item_ids=item_ids)
 
 
 def update_reliability(project_id: int) -> dict[int, float]:
@@ -227,5 +245,5 @@ def adjudicate(db: Session, *, project: Project, user: User, item_id: int,
                                 comment=comment.strip())
     db.add(adjudication)
     db.flush()
-    repository.mark_stale(db, item_ids=[item_id])
+    recompute_now(db, project=project, item_ids=[item_id])
     return adjudication

@@ -16,13 +16,20 @@ from typing import Any
 
 ROLES = {"system", "user", "assistant"}
 MAX_ERRORS_REPORTED = 200
-RESERVED = {"external_id", "id", "prompt", "responses", "metadata"}
+RESERVED = {"external_id", "id", "prompt", "responses", "metadata", "gold"}
+# Tandem's full-fidelity export (app.exports.tandem): kept as the item's history to restore.
+HISTORY_KEYS = ("labels", "ai_labels", "adjudications")
+RESPONSE_SOURCES = {"imported", "generated", "human_edit"}
 
 
 @dataclass(frozen=True)
 class ParsedResponse:
     text: str
     model: str | None = None
+    # a full-fidelity record's responses also say where they came from
+    source: str = "imported"
+    parent: int | None = None  # index of the response an edit came from
+    created_by: str | None = None  # email
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,8 @@ class ParsedItem:
     prompt: str | list[dict[str, str]]
     responses: list[ParsedResponse]
     metadata: dict[str, Any]
+    gold: list[int] | None = None  # response indexes, best first
+    history: dict[str, Any] | None = None  # labels etc. of a full-fidelity record
 
 
 @dataclass(frozen=True)
@@ -145,11 +154,64 @@ def _responses(value: Any, limits: Limits) -> list[ParsedResponse]:
     return out
 
 
+def _gold(value: Any, n: int) -> list[int] | None:
+    """``gold``: the index of the best response, or all indexes best first (0-based)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value] + [i for i in range(n) if i != value]
+    if (not isinstance(value, list) or any(not isinstance(i, int) or isinstance(i, bool)
+                                           for i in value)
+            or sorted(value) != list(range(n))):
+        raise RecordError(f"wrong type: 'gold' must be the index of the best response (0 to "
+                          f"{n - 1}) or a list of all {n} indexes, best first")
+    return value
+
+
+def _provenance(obj: dict, responses: list[ParsedResponse]) -> list[ParsedResponse]:
+    """A full-fidelity record's responses keep their source, parent and author."""
+    raw = obj["responses"]
+    out = []
+    for i, (parsed, r) in enumerate(zip(responses, raw, strict=True), start=1):
+        if not isinstance(r, dict):
+            out.append(parsed)
+            continue
+        source, parent, author = r.get("source") or "imported", r.get("parent"), r.get(
+            "created_by")
+        if source not in RESPONSE_SOURCES:
+            raise RecordError(f"wrong type: response {i} 'source' must be one of "
+                              f"{', '.join(sorted(RESPONSE_SOURCES))}")
+        if parent is not None and (not isinstance(parent, int) or not 0 <= parent < len(raw)):
+            raise RecordError(f"wrong type: response {i} 'parent' must be a response index")
+        if author is not None and not isinstance(author, str):
+            raise RecordError(f"wrong type: response {i} 'created_by' must be an email")
+        out.append(ParsedResponse(text=parsed.text, model=parsed.model, source=source,
+                                  parent=parent, created_by=author))
+    return out
+
+
 def validate_record(obj: Any, *, line: int, limits: Limits) -> ParsedItem:
     if not isinstance(obj, dict):
         raise RecordError(f"wrong type: expected a JSON object, not {type(obj).__name__}")
     prompt = _prompt(obj.get("prompt"))
+    full = obj.get("tandem") is not None
+    if full and isinstance(obj.get("responses"), list):
+        # human edits ride along in a full-fidelity record: allow them over the usual cap
+        limits = Limits(max_line_bytes=limits.max_line_bytes,
+                        max_responses=max(limits.max_responses, len(obj["responses"])),
+                        max_response_chars=limits.max_response_chars)
     responses = _responses(obj.get("responses"), limits)
+    history = None
+    if full:
+        if obj.get("tandem") != 1:
+            raise RecordError("unknown full-fidelity format version: 'tandem' must be 1")
+        responses = _provenance(obj, responses)
+        history = {k: obj.get(k) or [] for k in HISTORY_KEYS}
+        if any(not isinstance(v, list) for v in history.values()):
+            raise RecordError("wrong type: 'labels', 'ai_labels' and 'adjudications' must "
+                              "be lists")
+    originals = sum(1 for r in responses if r.source != "human_edit")
+    gold = _gold(obj.get("gold"), originals)
     ext = obj.get("external_id", obj.get("id"))
     if ext is not None and not isinstance(ext, str | int) or isinstance(ext, bool):
         raise RecordError("wrong type: 'external_id' must be a string or a number")
@@ -159,13 +221,16 @@ def validate_record(obj: Any, *, line: int, limits: Limits) -> ParsedItem:
     metadata = obj.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise RecordError("wrong type: 'metadata' must be an object")
-    extra = {k: v for k, v in obj.items() if k not in RESERVED}
+    skip = RESERVED | ({"tandem", "consensus", *HISTORY_KEYS} if full else set())
+    extra = {k: v for k, v in obj.items() if k not in skip}
     return ParsedItem(
         line=line,
         external_id=ext_str or content_id(prompt, responses),
         prompt=prompt,
         responses=responses,
         metadata={**extra, **metadata},
+        gold=gold,
+        history=history,
     )
 
 

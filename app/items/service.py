@@ -13,7 +13,7 @@ from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.errors import Conflict
 from app.core.jobs import enqueue_after_commit
-from app.items import repository
+from app.items import history, repository
 from app.items.parsing import (
     Limits,
     LineError,
@@ -121,6 +121,11 @@ def refresh_statistics(db: Session, *, written: int) -> None:
         db.execute(text("ANALYZE items"))
 
 
+def task_type(db: Session, project_id: int) -> str:
+    project = db.get(Project, project_id)
+    return project.task_type if project else "pairwise"
+
+
 def _write_items(db: Session, *, project_id: int, items: list[ParsedItem],
                  job_id: int | None) -> None:
     """Insert items and their responses. Items written for a background job stay invisible
@@ -142,11 +147,13 @@ def _write_items(db: Session, *, project_id: int, items: list[ParsedItem],
                 insert(Response),
                 [
                     {"item_id": item_id, "position": pos, "text": r.text, "model_name": r.model,
-                     "source": ResponseSource.IMPORTED, "created_at": now}
+                     "source": r.source or ResponseSource.IMPORTED, "created_at": now}
                     for item_id, parsed in zip(ids, batch, strict=True)
                     for pos, r in enumerate(parsed.responses)
                 ],
             )
+            history.restore(db, project_id=project_id, task_type=task_type(db, project_id),
+                            items=list(zip(ids, batch, strict=True)))
     except IntegrityError as exc:
         raise Conflict("Another import added some of these items at the same moment; "
                        "run this import again (it will skip what is there).") from exc

@@ -9,6 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.auth.deps import DbSession, require_user
+from app.consensus import service as consensus
 from app.core.errors import BadRequest
 from app.core.templating import is_htmx, render
 from app.models import Project, User
@@ -58,3 +59,56 @@ async def submit(request: Request, project_id: int, user: User = Depends(require
     if not is_htmx(request):
         return RedirectResponse(f"/projects/{project_id}/review", status_code=303)
     return _panel(request, db, access.project, notice=notice, skip=skip)
+
+
+def _adjudication_panel(request: Request, db: Session, project: Project, *,
+                        notice: str | None = None, skip: list[int] | None = None,
+                        page: bool = False) -> Response:
+    task = consensus.next_adjudication(db, project=project, skip=skip)
+    name = "reviewing/adjudicate.html" if page else "reviewing/_adjudication.html"
+    return render(request, name, {"project": project, "task": task, "notice": notice,
+                                  "skip": skip or [], "idempotency_key": uuid.uuid4().hex})
+
+
+@router.get("/projects/{project_id}/adjudicate")
+def adjudication_page(request: Request, project_id: int, user: User = Depends(require_user),
+                      db: Session = DbSession) -> Response:
+    access = authorize(db, user=user, project_id=project_id, action=Action.REVIEW)
+    consensus.refresh_for_page(db, project_id=project_id)
+    return _adjudication_panel(request, db, access.project, page=True)
+
+
+def _ids(value: str) -> list[int]:
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise BadRequest("An order is response ids separated by commas.") from None
+
+
+@router.post("/projects/{project_id}/adjudicate")
+async def adjudicate(request: Request, project_id: int, user: User = Depends(require_user),
+                     db: Session = DbSession) -> Response:
+    access = authorize(db, user=user, project_id=project_id, action=Action.REVIEW)
+    form = await request.form()
+    skip = [int(x) for x in str(form.get("skip") or "").split(",") if x.strip().isdigit()]
+    try:
+        item_id = int(str(form.get("item_id")))
+    except ValueError:
+        raise BadRequest("The adjudication form is incomplete.") from None
+    action = str(form.get("action") or "")
+    if action == "skip":
+        skip.append(item_id)
+        notice = "Skipped for now."
+    else:
+        choice = str(form.get("order") or "") if action == "order" else str(
+            form.get("ranking") or "")
+        if not choice.strip():
+            raise BadRequest("Choose the best response, a tie, or type the full order.")
+        ranking = None if choice == "tie" else _ids(choice)
+        consensus.adjudicate(db, project=access.project, user=user, item_id=item_id,
+                             ranking=ranking, comment=str(form.get("comment") or ""),
+                             idempotency_key=str(form.get("idempotency_key") or ""))
+        notice = "Decision saved."
+    if not is_htmx(request):
+        return RedirectResponse(f"/projects/{project_id}/adjudicate", status_code=303)
+    return _adjudication_panel(request, db, access.project, notice=notice, skip=skip)
