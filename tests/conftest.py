@@ -50,6 +50,14 @@ def pg_database() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny causal LM and reward model, built offline once per test run."""
+    from tests.trl_support import build_tiny_models
+
+    return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from app.core.migrate import upgrade
 

@@ -66,11 +66,6 @@ def _write_parquet(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
-
-
 def _assert_one_step(result: dict[str, Any], *, trainer: str, conversational: bool) -> None:
     assert result["trainer"] == trainer
     assert result["rows"] == len(QUESTIONS)

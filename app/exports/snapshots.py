@@ -35,7 +35,7 @@ from app.exports import writers
 from app.exports.card import dataset_card
 from app.exports.formats import ROWS, Container, ExportFormat
 from app.exports.records import Tally
-from app.exports.schemas import SnapshotIn
+from app.exports.schemas import SnapshotIn, SplitIn
 from app.items.chat import prompt_text
 from app.models import ExportSnapshot, Project, User
 from app.models.exports import SnapshotStatus
@@ -96,13 +96,13 @@ def snapshot_file(snapshot: ExportSnapshot, name: str) -> Path:
     return snapshots_root() / snapshot.path / name
 
 
-def _split_of(prompt: Any, split: dict | None) -> str:
+def _split_of(prompt: Any, split: SplitIn | None) -> str:
     """train or test, by a seeded hash of the prompt: one prompt, one side."""
-    if not split:
+    if split is None:
         return "train"
-    key = orjson.dumps([split.get("seed", 0), prompt_text(prompt)])
+    key = orjson.dumps([split.seed, prompt_text(prompt)])
     draw = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
-    return "test" if draw < float(split["test_fraction"]) else "train"
+    return "test" if draw < split.test_fraction else "train"
 
 
 @functools.cache

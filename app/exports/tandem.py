@@ -149,9 +149,9 @@ def _load(db: Session, project_id: int, items: list[Item]) -> list[dict[str, Any
                 | {rv.reviewer_id for rs in reviews.values() for rv in rs if rv.reviewer_id}
                 | {a.reviewer_id for ls in adjudications.values() for a in ls if a.reviewer_id})
     emails = dict(db.execute(select(User.id, User.email).where(User.id.in_(user_ids)))
-                  .tuples().all()) if user_ids else {}
+                  .all()) if user_ids else {}
     versions = dict(db.execute(select(RuleSet.id, RuleSet.version)
-                               .where(RuleSet.project_id == project_id)).tuples().all())
+                               .where(RuleSet.project_id == project_id)).all())
     return [record(i, responses[i.id], labels[i.id], ai[i.id], adjudications[i.id],
                    consensus.get(i.id), _Refs(responses[i.id], emails, versions))
             for i in items]

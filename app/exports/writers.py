@@ -77,8 +77,9 @@ class RowWriter:
             self._file.write(line)
         else:
             if self.fmt == ExportFormat.TANDEM:
-                row = {k: (v if isinstance(v, str) or v is None else
-                           orjson.dumps(v).decode()) for k, v in row.items()}
+                # every column but the id is JSON text: nested and varying shapes fit one schema
+                row = {k: v if k == "external_id" else orjson.dumps(v).decode()
+                       for k, v in row.items()}
             self._buffer.append(row)
             if len(self._buffer) >= PARQUET_BATCH:
                 self._flush()

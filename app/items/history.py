@@ -35,7 +35,7 @@ class _Context:
         self.db, self.project_id, self.task_type = db, project_id, task_type
         self.users: dict[str, int] = {}
         self.versions = dict(db.execute(select(RuleSet.version, RuleSet.id).where(
-            RuleSet.project_id == project_id)).tuples().all())
+            RuleSet.project_id == project_id)).all())
         self.runs: dict[str, int] = {}
 
     def user(self, email: str | None) -> int | None:
