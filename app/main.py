@@ -90,8 +90,10 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app() -> FastAPI:
+    from app.analytics.router import router as analytics_router
     from app.api.router import router as api_router
     from app.auth.router import router as auth_router
+    from app.consensus.router import router as gold_router
     from app.exports.router import router as exports_router
     from app.items.router import router as items_router
     from app.judging.pages import router as judging_pages
@@ -105,7 +107,7 @@ def create_app() -> FastAPI:
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     for router in (auth_router, projects_router, items_router, labeling_router,
                    exports_router, api_router, judging_pages, judging_api,
-                   reviewing_router):
+                   reviewing_router, analytics_router, gold_router):
         app.include_router(router)
 
     app.add_middleware(SecurityHeaders)

@@ -168,3 +168,13 @@ def adjudication_by_key(db: Session, *, key: str) -> Adjudication | None:
 
 def get_consensus(db: Session, *, item_id: int) -> ItemConsensus | None:
     return db.get(ItemConsensus, item_id)
+
+
+def item_by_external_id(db: Session, *, project_id: int, external_id: str) -> Item | None:
+    return db.scalar(select(Item).where(Item.project_id == project_id,
+                                        Item.external_id == external_id, Item.ready))
+
+
+def gold_items(db: Session, *, project_id: int, limit: int = 500) -> list[Item]:
+    return list(db.scalars(select(Item).where(Item.project_id == project_id, Item.is_gold)
+                           .order_by(Item.id).limit(limit)))

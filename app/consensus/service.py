@@ -199,6 +199,34 @@ def set_gold(db: Session, *, project: Project, item_id: int, ranking: list[int] 
     return item
 
 
+def set_gold_by_letters(db: Session, *, project: Project, external_id: str,
+                        answer: str) -> Item:
+    """The gold page's form: an item's external id and its responses best first as letters
+    ("B" for the best of two, "C,A,B" for a full order); empty unmarks the item."""
+    item = repository.item_by_external_id(db, project_id=project.id,
+                                          external_id=external_id.strip())
+    if item is None:
+        raise NotFound(f"No item with external id {external_id.strip()!r} in this project.")
+    originals = [r.id for r in items.list_responses(db, item_id=item.id)
+                 if r.source != "human_edit"]
+    letters = [x.strip().upper() for x in answer.replace(">", ",").split(",") if x.strip()]
+    if not letters:
+        return set_gold(db, project=project, item_id=item.id, ranking=None)
+    index = {chr(ord("A") + n): rid for n, rid in enumerate(originals)}
+    if any(x not in index for x in letters) or len(set(letters)) != len(letters):
+        raise BadRequest(f"Name responses by letter, A to {chr(ord('A') + len(originals) - 1)}, "
+                         "each once.")
+    ranking = [index[x] for x in letters]
+    ranking += [rid for rid in originals if rid not in ranking]
+    return set_gold(db, project=project, item_id=item.id, ranking=ranking)
+
+
+def list_gold(db: Session, *, project: Project) -> list[tuple[Item, list[Response]]]:
+    return [(item, [r for r in items.list_responses(db, item_id=item.id)
+                    if r.source != "human_edit"])
+            for item in repository.gold_items(db, project_id=project.id)]
+
+
 @dataclass(frozen=True)
 class AdjudicationTask:
     consensus: ItemConsensus

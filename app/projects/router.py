@@ -22,11 +22,11 @@ router = APIRouter(include_in_schema=False)
 
 
 def _project_in(name: str, task_type: str, instructions_md: str, overlap_k: int,
-                lease_minutes: int, rules_text: str) -> ProjectIn:
+                lease_minutes: int, rules_text: str, **policy: object) -> ProjectIn:
     try:
         return ProjectIn(name=name, task_type=task_type, instructions_md=instructions_md,
                          overlap_k=overlap_k, lease_minutes=lease_minutes,
-                         rules=parse_rules_text(rules_text))
+                         rules=parse_rules_text(rules_text), **policy)
     except ValidationError as exc:
         msgs = [f"{'.'.join(str(p) for p in e['loc']) or 'form'}: {e['msg']}"
                 for e in exc.errors()]
@@ -53,10 +53,14 @@ def new_project_page(request: Request, user: User = Depends(require_user)) -> Re
 def create_project(name: str = Form(...), task_type: str = Form(...),
                    instructions_md: str = Form(""), overlap_k: int = Form(1),
                    lease_minutes: int = Form(30), rules_text: str = Form(""),
+                   weighting: str = Form("none"), conflict_threshold: float = Form(0.6),
+                   gold_rate: float = Form(0.1),
                    user: User = Depends(require_user), db: Session = DbSession) -> Response:
     if not can_create_projects(user):
         raise Forbidden("Only site admins create projects.")
-    data = _project_in(name, task_type, instructions_md, overlap_k, lease_minutes, rules_text)
+    data = _project_in(name, task_type, instructions_md, overlap_k, lease_minutes, rules_text,
+                       weighting=weighting, conflict_threshold=conflict_threshold,
+                       gold_rate=gold_rate)
     project = service.create_project(db, data=data, creator=user)
     return RedirectResponse(f"/projects/{project.id}/settings", status_code=303)
 
@@ -106,11 +110,13 @@ def _settings_page(request: Request, db: Session, project, *,  # noqa: ANN001
 @router.post("/projects/{project_id}/settings")
 def save_settings(project_id: int, name: str = Form(...), instructions_md: str = Form(""),
                   overlap_k: int = Form(1), lease_minutes: int = Form(30),
-                  rules_text: str = Form(""), user: User = Depends(require_user),
-                  db: Session = DbSession) -> Response:
+                  rules_text: str = Form(""), weighting: str = Form("none"),
+                  conflict_threshold: float = Form(0.6), gold_rate: float = Form(0.1),
+                  user: User = Depends(require_user), db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.MANAGE)
     data = _project_in(name, access.project.task_type, instructions_md, overlap_k,
-                       lease_minutes, rules_text)
+                       lease_minutes, rules_text, weighting=weighting,
+                       conflict_threshold=conflict_threshold, gold_rate=gold_rate)
     service.update_project(db, project=access.project, data=data)
     return RedirectResponse(f"/projects/{project_id}/settings", status_code=303)
 

@@ -31,6 +31,10 @@ class ProjectIn(BaseModel):
     instructions_md: str = Field(default="", max_length=50_000)
     overlap_k: int = Field(default=1, ge=1, le=50)
     lease_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # consensus policy (app.consensus)
+    weighting: Literal["none", "reliability"] = "none"
+    conflict_threshold: float = Field(default=0.6, ge=0, le=1)
+    gold_rate: float = Field(default=0.1, ge=0, le=1)
     rules: list[RuleIn] = Field(default_factory=list, max_length=100)
 
     @field_validator("name")

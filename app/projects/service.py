@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app.auth import repository as users
+from app.consensus.repository import mark_project_stale
 from app.core.db import memo
 from app.core.errors import NotFound
 from app.models import Project, ProjectMember, Rule, RuleSet, User
@@ -20,6 +21,9 @@ def create_project(db: Session, *, data: ProjectIn, creator: User) -> Project:
         instructions_md=data.instructions_md,
         overlap_k=data.overlap_k,
         lease_minutes=data.lease_minutes,
+        weighting=data.weighting,
+        conflict_threshold=data.conflict_threshold,
+        gold_rate=data.gold_rate,
         created_by_id=creator.id,
     )
     db.add(project)
@@ -36,6 +40,12 @@ def update_project(db: Session, *, project: Project, data: ProjectIn) -> Project
     project.instructions_md = data.instructions_md
     project.overlap_k = data.overlap_k
     project.lease_minutes = data.lease_minutes
+    if (project.weighting, project.conflict_threshold) != (data.weighting,
+                                                            data.conflict_threshold):
+        mark_project_stale(db, project_id=project.id)  # the policy changed: recompute
+    project.weighting = data.weighting
+    project.conflict_threshold = data.conflict_threshold
+    project.gold_rate = data.gold_rate
     # The task type is fixed once labels exist; changing it would orphan their meaning.
     set_rules(db, project=project, rules=data.rules)
     db.flush()
