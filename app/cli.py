@@ -127,22 +127,64 @@ def import_cmd(project_id: int, path: Path, file_format: str | None) -> None:
 
 @main.command("export")
 @click.argument("project_id", type=int)
-@click.option("--format", "fmt", type=click.Choice(["standard", "conversational"]),
-              default="standard")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def export_cmd(project_id: int, fmt: str, output: Path) -> None:
-    """Write the project's preference pairs as JSONL in TRL's format."""
-    from app.exports.formats import ExportFormat
-    from app.exports.service import ExportStats, iter_jsonl
+@click.option("--format", "fmt", default="standard",
+              type=click.Choice(["standard", "conversational", "kto", "kto_conversational",
+                                 "sft", "openai", "tandem"]))
+@click.option("--container", default="jsonl", type=click.Choice(["jsonl", "parquet"]))
+@click.option("--source", default="all", help="all, or a comma list: human, ai_accepted, "
+              "ai_reviewed, adjudicated, gold")
+@click.option("--min-agreement", type=float, default=None)
+@click.option("--min-confidence", type=float, default=None)
+@click.option("--tag", default=None)
+@click.option("--test-fraction", type=float, default=None, help="a seeded split by prompt")
+@click.option("--seed", type=int, default=0)
+@click.option("--no-margin", is_flag=True, help="leave the margin column out")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="also copy the snapshot's files into this folder")
+def export_cmd(project_id: int, fmt: str, container: str, source: str,
+               min_agreement: float | None, min_confidence: float | None, tag: str | None,
+               test_fraction: float | None, seed: int, no_margin: bool,
+               output: Path | None) -> None:
+    """Make an export snapshot now (in this process) and print its manifest's summary."""
+    import shutil
 
-    stats = ExportStats()
-    tmp = output.with_name(output.name + ".part")
-    with tmp.open("wb") as fh:
-        for chunk in iter_jsonl(project_id=project_id, fmt=ExportFormat(fmt), stats=stats):
-            fh.write(chunk)
-    tmp.replace(output)  # a reader never sees half a file
-    click.echo(json.dumps({"pairs": stats.pairs, "labels": stats.labels,
-                           "ties_left_out": stats.ties_left_out, "output": str(output)}))
+    from pydantic import ValidationError
+
+    from app.core.db import session_scope
+    from app.exports import snapshots
+    from app.exports.filters import ExportFilters, parse_sources
+    from app.exports.schemas import SnapshotIn, SplitIn
+    from app.models import ExportSnapshot, Project
+
+    try:
+        spec = SnapshotIn(
+            format=fmt, container=container, margin=not no_margin,
+            filters=ExportFilters(sources=sorted(parse_sources(source)),
+                                  min_agreement=min_agreement, min_confidence=min_confidence,
+                                  tag=tag),
+            split=SplitIn(test_fraction=test_fraction, seed=seed) if test_fraction else None)
+    except (ValidationError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    with session_scope(write=True) as db:
+        project = db.get(Project, project_id)
+        if project is None:
+            raise click.ClickException(f"no project {project_id}")
+        snapshot_id = snapshots.create_snapshot(db, project=project, user=None, spec=spec,
+                                                enqueue=False).id
+    snapshots.build_snapshot(snapshot_id=snapshot_id)
+    with session_scope() as db:
+        snap = db.get(ExportSnapshot, snapshot_id)
+        folder = snapshots.snapshots_root() / (snap.path or "")
+        summary = {"snapshot": snap.id, "version": snap.version, "status": snap.status,
+                   "rows": snap.rows, "sha256": snap.sha256, "folder": str(folder),
+                   "counts": (snap.manifest or {}).get("counts")}
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        for f in folder.iterdir():
+            if not f.name.startswith("rows."):
+                shutil.copyfile(f, output / f.name)
+        summary["output"] = str(output)
+    click.echo(json.dumps(summary))
 
 
 @main.command("create-token")

@@ -63,5 +63,11 @@ def analytics_page(request: Request, project_id: int, user: User = Depends(requi
                                       ("in progress", float(progress.in_progress)),
                                       ("to do", float(progress.todo))], title="Items"),
     }
+    captions = {"throughput": "Labels", "median_time": "Median seconds per item",
+                "agreement": "Agreement with consensus", "gold": "Gold accuracy",
+                "position": "Picks the first-shown response", "ties": "Tie rate",
+                "sources": "Labels per day, by source", "judge_by_day":
+                "Judge agrees with people, by day judged", "judge_rules":
+                "Judge agrees with people, per rule", "progress": "Items"}
     return render(request, "analytics/page.html", {"project": access.project, "a": a,
-                                                    "figures": figures})
+                                                    "figures": figures, "captions": captions})

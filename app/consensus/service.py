@@ -209,16 +209,22 @@ def set_gold_by_letters(db: Session, *, project: Project, external_id: str,
         raise NotFound(f"No item with external id {external_id.strip()!r} in this project.")
     originals = [r.id for r in items.list_responses(db, item_id=item.id)
                  if r.source != "human_edit"]
+    ranking = ranking_from_letters(originals, answer)
+    return set_gold(db, project=project, item_id=item.id, ranking=ranking or None)
+
+
+def ranking_from_letters(originals: list[int], answer: str) -> list[int]:
+    """"C,A" or "C > A" -> response ids best first; the responses not named follow in their
+    order. Empty gives an empty list."""
     letters = [x.strip().upper() for x in answer.replace(">", ",").split(",") if x.strip()]
     if not letters:
-        return set_gold(db, project=project, item_id=item.id, ranking=None)
+        return []
     index = {chr(ord("A") + n): rid for n, rid in enumerate(originals)}
     if any(x not in index for x in letters) or len(set(letters)) != len(letters):
         raise BadRequest(f"Name responses by letter, A to {chr(ord('A') + len(originals) - 1)}, "
                          "each once.")
     ranking = [index[x] for x in letters]
-    ranking += [rid for rid in originals if rid not in ranking]
-    return set_gold(db, project=project, item_id=item.id, ranking=ranking)
+    return ranking + [rid for rid in originals if rid not in ranking]
 
 
 def list_gold(db: Session, *, project: Project) -> list[tuple[Item, list[Response]]]:
@@ -253,9 +259,10 @@ def next_adjudication(db: Session, *, project: Project, skip: list[int] | None =
 
 
 def adjudicate(db: Session, *, project: Project, user: User, item_id: int,
-               idempotency_key: str, ranking: list[int] | None, comment: str = ""
+               idempotency_key: str, ranking: list[int] | str | None, comment: str = ""
                ) -> Adjudication:
-    """Record a reviewer's decision on a conflicted item; ``ranking`` None means a tie."""
+    """Record a reviewer's decision on a conflicted item: response ids best first, or
+    letters ("B,A"); None means a tie."""
     earlier = repository.adjudication_by_key(db, key=idempotency_key)
     if earlier is not None:
         if earlier.reviewer_id != user.id:
@@ -266,6 +273,8 @@ def adjudicate(db: Session, *, project: Project, user: User, item_id: int,
         raise NotFound("No such item in this project.")
     originals = [r.id for r in items.list_responses(db, item_id=item_id)
                  if r.source != "human_edit"]
+    if isinstance(ranking, str):
+        ranking = ranking_from_letters(originals, ranking)
     if ranking is not None and sorted(ranking) != sorted(originals):
         raise BadRequest("The decision must order every response of the item exactly once.")
     adjudication = Adjudication(project_id=project.id, item_id=item_id, reviewer_id=user.id,

@@ -49,8 +49,9 @@ def snapshots_root() -> Path:
 
 
 def create_snapshot(db: Session, *, project: Project, user: User | None,
-                    spec: SnapshotIn) -> ExportSnapshot:
-    """Queue a new snapshot: the next version of its lineage."""
+                    spec: SnapshotIn, enqueue: bool = True) -> ExportSnapshot:
+    """Queue a new snapshot: the next version of its lineage (``enqueue=False``: the caller
+    builds it itself, as the CLI does)."""
     db.execute(select(Project.id).where(Project.id == project.id).with_for_update())
     lineage = spec.lineage()
     last = db.scalar(select(func.max(ExportSnapshot.version)).where(
@@ -63,7 +64,8 @@ def create_snapshot(db: Session, *, project: Project, user: User | None,
         status=SnapshotStatus.QUEUED, created_by_id=user.id if user else None)
     db.add(snapshot)
     db.flush()
-    enqueue_after_commit(db, "exports.build_snapshot", snapshot.id)
+    if enqueue:
+        enqueue_after_commit(db, "exports.build_snapshot", snapshot.id)
     return snapshot
 
 

@@ -100,11 +100,14 @@ async def adjudicate(request: Request, project_id: int, user: User = Depends(req
         skip.append(item_id)
         notice = "Skipped for now."
     else:
-        choice = str(form.get("order") or "") if action == "order" else str(
-            form.get("ranking") or "")
-        if not choice.strip():
-            raise BadRequest("Choose the best response, a tie, or type the full order.")
-        ranking = None if choice == "tie" else _ids(choice)
+        choice = str(form.get("ranking") or "")
+        ranking: list[int] | str | None
+        if action == "order":
+            ranking = str(form.get("order") or "")  # letters, best first
+        else:
+            ranking = None if choice == "tie" else _ids(choice)
+        if ranking == "" or ranking == []:
+            raise BadRequest("Choose the best response, a tie, or type the order.")
         consensus.adjudicate(db, project=access.project, user=user, item_id=item_id,
                              ranking=ranking, comment=str(form.get("comment") or ""),
                              idempotency_key=str(form.get("idempotency_key") or ""))

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from app.consensus import service as consensus
-from app.models import ItemConsensus, LabelerReliability
+from app.models import ItemConsensus, LabelerReliability, Response
 from tests.support import label_all, login, make_project, make_user, sample_items, write
 
 
@@ -135,3 +135,31 @@ def test_reliability_weighting_follows_the_labelers_who_agree(db) -> None:
         best = db.get(Response, texts[item.id])
         want = 1 if int(item.external_id.split("-")[1]) % 3 == 0 else 0
         assert best.position == want, item.external_id
+
+
+def test_a_circle_of_rankings_is_shown_and_settled_by_a_typed_order(client, db) -> None:
+    admin = make_user("admin@example.org", admin=True)
+    for name in ("ann", "bob"):
+        make_user(f"{name}@example.org")
+    project = make_project(admin, task_type="ranking", k=3, items=sample_items(1, responses=3),
+                           members={"ann@example.org": "labeler", "bob@example.org": "labeler"})
+    u = users()
+    for name, order in (("admin", [0, 1, 2]), ("ann", [1, 2, 0]), ("bob", [2, 0, 1])):
+        label_all(project, u[name], lambda t, o=order: {"ranking": [t.responses[i].id
+                                                                    for i in o]})
+    login(client, "admin@example.org")
+    page = client.get(f"/projects/{project.id}/adjudicate").text
+    assert "labels rank in a circle" in page and "Circle: A &gt; B &gt; C &gt; A" in page
+    form = dict(re.findall(r'name="(csrf_token|item_id|idempotency_key)" value="([^"]*)"', page))
+    bad = client.post(f"/projects/{project.id}/adjudicate",
+                      data={**form, "action": "order", "order": "C,Q"})
+    assert bad.status_code == 400 and "A to C" in bad.text
+    done = client.post(f"/projects/{project.id}/adjudicate",
+                       data={**form, "action": "order", "order": "C > A"},
+                       headers={"HX-Request": "true"})
+    assert "Nothing to adjudicate" in done.text
+    db.rollback()
+    row = db.query(ItemConsensus).one()
+    ids = [r.id for r in sorted(db.query(Response).all(), key=lambda r: r.position)]
+    assert row.source == "adjudicated" and row.ranking == [ids[2], ids[0], ids[1]]
+    assert row.cycle is not None  # the labels' circle stays on record

@@ -208,3 +208,26 @@ def test_trl_trainers_take_one_step_on_exported_files(client, tmp_path, tiny_mod
             assert result["steps"] == 1 and result["rows"] == 20
             assert result["conversational"] is conversational
             assert result["loss"] == result["loss"]  # a number, not NaN
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_cli_makes_a_snapshot(app_env, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    _, project, _ = setup_project(3)
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "app.cli", "export", str(project.id), "--format", "kto",
+         "--container", "parquet", "-o", str(out)],
+        capture_output=True, text=True, env=dict(os.environ, **app_env.env), timeout=120)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "succeeded" and summary["version"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "manifest.json",
+                                                     "train.parquet"]
+    assert len(load(out / "train.parquet")) == summary["rows"] > 0
+    bad = subprocess.run([sys.executable, "-m", "app.cli", "export", str(project.id),
+                          "--source", "robots", "-o", str(out)], capture_output=True,
+                         text=True, env=dict(os.environ, **app_env.env), timeout=60)
+    assert bad.returncode != 0 and "source must be" in bad.stderr
