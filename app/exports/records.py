@@ -1,26 +1,33 @@
 """Read decided items, with their responses, in keyset batches: memory stays flat however
-large the project, and each batch is its own short transaction."""
+large the project, and each batch is its own short transaction.
+
+A thread reads one batch ahead of the caller, so the database makes the next batch while
+this one is written. Rows are read as plain tuples (no ORM objects) and JSON columns as text
+parsed by orjson: at a million items these costs are most of an export's time.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, func, or_, select
+import orjson
+from sqlalchemy import Text, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.core.db import session_scope
+from app.exports.background import read_ahead
 from app.exports.filters import ExportFilters, LabelSource, item_tags
 from app.models import Item, ItemConsensus, Response, RuleSet
 from app.models.consensus import ConsensusStatus
 
-BATCH = 2000
+BATCH = 5000
 
 
-@dataclass(frozen=True)
-class ExportResponse:
+class ExportResponse(NamedTuple):
     id: int
     text: str
     model_name: str | None
@@ -28,7 +35,7 @@ class ExportResponse:
     parent_id: int | None
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """One decided item: its prompt, responses and consensus pairs."""
 
@@ -103,49 +110,76 @@ def tally_statuses(db: Session, *, project_id: int, filters: ExportFilters, tall
             tally.awaiting_adjudication += n
 
 
+def _json(text: str | None) -> Any:
+    """A JSON column read as text; orjson is several times faster than the driver's json."""
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # what only Python's json reads (NaN, huge integers)
+        return json.loads(text)
+
+
 def iter_records(*, project_id: int, filters: ExportFilters, tally: Tally | None = None,
                  batch: int = BATCH) -> Iterator[list[Record]]:
     """Batches of decided items in id order; each batch read in its own transaction."""
     tally = tally if tally is not None else Tally()
-    after = 0
-    c = ItemConsensus
     with session_scope() as db:
         rule_set_id = rule_set_id_of(db, project_id=project_id,
                                      version=filters.rule_set_version)
     cond = _conditions(project_id, filters, rule_set_id)
+    for records, left_out in read_ahead(_read_batches(project_id, filters, cond, batch),
+                                        name=f"export-read-{project_id}"):
+        tally.filtered_out += left_out
+        for r in records:
+            tally.items += 1
+            tally.by_source[r.source] = tally.by_source.get(r.source, 0) + len(r.pairs)
+            tally.pairs += len(r.pairs)
+        yield records
+
+
+def _read_batches(project_id: int, filters: ExportFilters, cond: list,
+                  batch: int) -> Iterator[tuple[list[Record], int]]:
+    """Each batch of records, and how many items of it the tag filter left out."""
+    c = ItemConsensus
+    after = 0
     while True:
         with session_scope() as db:
-            rows = db.execute(
-                select(c.item_id, c.source, c.agreement, c.confidence, c.pairs,
-                       Item.external_id, Item.prompt, Item.meta)
+            # The bound on items.id as well as item_consensus.item_id: PostgreSQL does not
+            # carry a range across the join, and without it every batch reads the items
+            # table from the start (quadratic in the project's size).
+            rows = db.connection().execute(
+                select(c.item_id, c.source, c.agreement, c.confidence, cast(c.pairs, Text),
+                       Item.external_id, cast(Item.prompt, Text), cast(Item.meta, Text))
                 .join(Item, Item.id == c.item_id)
-                .where(*cond, c.status == ConsensusStatus.DECIDED, c.item_id > after, Item.ready)
+                .where(*cond, c.status == ConsensusStatus.DECIDED, c.item_id > after,
+                       Item.id > after, Item.ready)
                 .order_by(c.item_id).limit(batch)
             ).all()
             if not rows:
                 return
             after = rows[-1][0]
             records = [Record(item_id=r[0], source=r[1], agreement=r[2], confidence=r[3],
-                              pairs=r[4], external_id=r[5], prompt=r[6], meta=r[7] or {})
+                              pairs=_json(r[4]), external_id=r[5], prompt=_json(r[6]),
+                              meta=_json(r[7]) or {})
                        for r in rows]
+            left_out = 0
             if filters.tag is not None:
                 kept = [r for r in records if filters.tag in item_tags(r.meta)]
-                tally.filtered_out += len(records) - len(kept)
+                left_out = len(records) - len(kept)
                 records = kept
             by_id = {r.item_id: r for r in records}
             if by_id:
-                lo, hi = rows[0][0], rows[-1][0]
-                for rid, item_id, text, model, source, parent in db.execute(
+                lo, hi = rows[0][0], after
+                # A range on responses.item_id keeps this an index range scan; an IN over
+                # the batch's items made PostgreSQL scan every response of every project.
+                for rid, item_id, text, model, source, parent in db.connection().execute(
                     select(Response.id, Response.item_id, Response.text, Response.model_name,
                            Response.source, Response.parent_response_id)
-                    .where(Response.item_id.in_(
-                        select(Item.id).where(Item.project_id == project_id,
-                                              and_(Item.id >= lo, Item.id <= hi))))
+                    .join(Item, Item.id == Response.item_id)
+                    .where(Item.project_id == project_id, Item.id >= lo, Item.id <= hi,
+                           Response.item_id >= lo, Response.item_id <= hi)
                 ):
                     if (rec := by_id.get(item_id)) is not None:
                         rec.responses[rid] = ExportResponse(rid, text, model, source, parent)
-        for r in records:
-            tally.items += 1
-            tally.by_source[r.source] = tally.by_source.get(r.source, 0) + len(r.pairs)
-            tally.pairs += len(r.pairs)
-        yield records
+        yield records, left_out

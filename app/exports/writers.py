@@ -2,25 +2,37 @@
 
 Each row's fingerprint (64 bits of BLAKE2b over its canonical JSON) goes into a side file
 in row order, so two snapshots can be compared row by row without holding either in memory.
+
+The thread that makes the rows only serializes and fingerprints them; a worker thread does
+the rest (JSONL: SHA-256 and writes of ~1 MB chunks; Parquet: encoding and compression of a
+row group), which release the GIL and so run alongside.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sys
 from array import array
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from app.exports.background import Worker
 from app.exports.formats import Container, ExportFormat
 
-PARQUET_BATCH = 20_000
+PARQUET_BATCH = 20_000  # rows per row group
+JSONL_CHUNK = 1 << 20
+_SORT_KEYS = orjson.OPT_SORT_KEYS
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 
 def fingerprint(row: dict[str, Any]) -> int:
-    canonical = orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
-    return int.from_bytes(hashlib.blake2b(canonical, digest_size=8).digest(), "big")
+    return int.from_bytes(_digest(row), "big")
+
+
+def _digest(row: dict[str, Any]) -> bytes:
+    return hashlib.blake2b(orjson.dumps(row, option=_SORT_KEYS), digest_size=8).digest()
 
 
 def arrow_schema(fmt: ExportFormat, margin: bool):  # noqa: ANN201  (pyarrow.Schema)
@@ -57,53 +69,85 @@ class RowWriter:
                  margin: bool) -> None:
         self.path, self.fmt, self.container = path, fmt, container
         self.rows = 0
-        self.fingerprints = array("Q")
+        # big-endian 8-byte digests, made into ``fingerprints`` once the file is closed
+        self._digests = bytearray()
         self._sha = hashlib.sha256()
-        self._buffer: list[dict[str, Any]] = []
         if container == Container.JSONL:
             self._file = path.open("wb")
+            self._chunk = bytearray()
+            self._worker = Worker(self._write_chunk, name=f"export-{path.name}")
         else:
             import pyarrow.parquet as pq
 
             self._schema = arrow_schema(fmt, margin)
+            self._columns: list[list[Any]] = [[] for _ in self._schema.names]
             self._parquet = pq.ParquetWriter(path, self._schema, compression="zstd")
+            self._worker = Worker(self._parquet.write_table, depth=1,
+                                  name=f"export-{path.name}")
+
+    @property
+    def fingerprints(self) -> array:
+        """Each row's fingerprint, in row order."""
+        out = array("Q", bytes(self._digests))
+        if sys.byteorder == "little":
+            out.byteswap()
+        return out
 
     def write(self, row: dict[str, Any]) -> None:
         self.rows += 1
-        self.fingerprints.append(fingerprint(row))
+        self._digests += _digest(row)
         if self.container == Container.JSONL:
-            line = orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
-            self._sha.update(line)
-            self._file.write(line)
+            self._chunk += orjson.dumps(row, option=_NEWLINE)
+            if len(self._chunk) >= JSONL_CHUNK:
+                self._worker.submit(self._chunk)
+                self._chunk = bytearray()
         else:
             if self.fmt == ExportFormat.TANDEM:
                 # every column but the id is JSON text: nested and varying shapes fit one schema
                 row = {k: v if k == "external_id" else orjson.dumps(v).decode()
                        for k, v in row.items()}
-            self._buffer.append(row)
-            if len(self._buffer) >= PARQUET_BATCH:
+            # as Table.from_pylist reads rows: a missing key is a null, an unknown one ignored
+            for name, column in zip(self._schema.names, self._columns, strict=True):
+                column.append(row.get(name))
+            if len(self._columns[0]) >= PARQUET_BATCH:
                 self._flush()
+
+    def _write_chunk(self, chunk: bytearray) -> None:
+        self._sha.update(chunk)
+        self._file.write(chunk)
 
     def _flush(self) -> None:
         import pyarrow as pa
 
-        if self._buffer:
-            self._parquet.write_table(pa.Table.from_pylist(self._buffer, schema=self._schema))
-            self._buffer = []
+        if self._columns[0]:
+            table = pa.Table.from_arrays(
+                [pa.array(column, type=f.type) for column, f in zip(self._columns, self._schema,
+                                                                     strict=True)],
+                schema=self._schema)
+            self._columns = [[] for _ in self._schema.names]
+            self._worker.submit(table)
 
     def close(self) -> dict[str, Any]:
         if self.container == Container.JSONL:
-            self._file.flush()
+            if self._chunk:
+                self._worker.submit(self._chunk)
+                self._chunk = bytearray()
+            self._worker.close()
             self._file.close()
             digest = self._sha.hexdigest()
         else:
             self._flush()
+            self._worker.close()
             self._parquet.close()
             digest = sha256_of(self.path)
         return {"name": self.path.name, "rows": self.rows, "bytes": self.path.stat().st_size,
                 "sha256": digest}
 
     def abort(self) -> None:
+        try:
+            self._worker.close()
+        except BaseException:  # noqa: BLE001  (cleaning up after an earlier error)
+            pass
         try:
             if self.container == Container.JSONL:
                 self._file.close()

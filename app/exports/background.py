@@ -1,0 +1,98 @@
+"""Two small thread helpers that let an export use both the database and a second core.
+
+``read_ahead`` runs a batch reader one step ahead of its consumer, so the database makes
+the next batch while this one is written; ``Worker`` takes hashing, compression and file
+writes (which release the GIL) off the thread that makes the rows. Both keep memory bounded
+(a queue of a few items) and hand an error in the thread back to the caller.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+_DONE = object()
+_POLL_S = 0.1
+
+
+def read_ahead(source: Iterable[T], *, depth: int = 1, name: str = "read-ahead") -> Iterator[T]:
+    """The items of ``source``, made by a thread at most ``depth`` items ahead."""
+    items: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(entry, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        it = iter(source)
+        try:
+            for item in it:
+                if not put((item, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as exc:  # noqa: BLE001  (handed to the consumer, raised there)
+            put((_DONE, exc))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()  # a generator's own cleanup (its session) runs in its thread
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = items.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class Worker:
+    """Runs ``fn`` on each submitted item, in order, in one thread at most ``depth`` behind.
+
+    After ``fn`` fails the rest is skipped, and the error is raised by the next ``submit``
+    or by ``close``.
+    """
+
+    def __init__(self, fn: Callable[[Any], None], *, depth: int = 4,
+                 name: str = "export-worker") -> None:
+        self._fn = fn
+        self._items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._items.get()) is not _DONE:
+            if self._error is None:
+                try:
+                    self._fn(item)
+                except BaseException as exc:  # noqa: BLE001  (raised in the caller's thread)
+                    self._error = exc
+
+    def submit(self, item: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._items.put(item)
+
+    def close(self) -> None:
+        """Wait for everything submitted; raise the error ``fn`` met, if any."""
+        if self._thread.is_alive():
+            self._items.put(_DONE)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
