@@ -231,3 +231,69 @@ def test_cli_makes_a_snapshot(app_env, tmp_path) -> None:
                           "--source", "robots", "-o", str(out)], capture_output=True,
                          text=True, env=dict(os.environ, **app_env.env), timeout=60)
     assert bad.returncode != 0 and "source must be" in bad.stderr
+
+
+def test_filters_agreement_rule_set_dates_and_confidence(client, app_env) -> None:
+    from app.projects.schemas import RuleIn
+    from app.projects.service import set_rules
+
+    admin = make_user("admin@example.org", admin=True)
+    for name in ("ann", "bob"):
+        make_user(f"{name}@example.org")
+    project = make_project(admin, k=3, items=[
+        {"external_id": f"f{i}", "prompt": f"Filter {i}", "responses": ["yes", "no"]}
+        for i in range(4)], rules=[("r1", "Be right")],
+        members={"ann@example.org": "labeler", "bob@example.org": "labeler"})
+    from app.core.db import session_scope
+    from app.models import User
+
+    with session_scope() as db:
+        people = {u.email.split("@")[0]: u for u in db.query(User).all()}
+    # f0, f1: all three agree; f2, f3: two of three
+    label_all(project, people["admin"], lambda t: {"choice": "a", "strength": 1})
+    label_all(project, people["ann"], lambda t: {"choice": "a", "strength": 1})
+    write(set_rules, project=project, rules=[RuleIn(id="r1", text="Be right, always")])
+    label_all(project, people["bob"], lambda t: {
+        "choice": "a" if t.item.external_id in ("f0", "f1") else "b", "strength": 1})
+    token = write(create_api_token, user=admin, project_id=project.id, name="t",
+                  scopes=["export"]).secret
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def rows(**filters) -> int:  # noqa: ANN003
+        return snapshot(client, headers, project.id, filters=filters)["rows"]
+
+    assert rows() == 4
+    assert rows(min_agreement=0.9) == 2
+    assert rows(min_agreement=0.6) == 4
+    assert rows(rule_set_version=2) == 4  # the last label was made under version 2
+    assert rows(rule_set_version=1) == 0
+    assert rows(rule_set_version=7) == 0
+    assert rows(until="2000-01-01T00:00:00") == 0
+    assert rows(since="2000-01-01T00:00:00") == 4
+    assert rows(sources=["ai_accepted"]) == 0
+    bad = client.post(f"/api/v1/projects/{project.id}/snapshots", headers=headers,
+                      json={"filters": {"min_agreement": 3}})
+    assert bad.status_code == 422 and "min_agreement" in bad.text
+    bad = client.post(f"/api/v1/projects/{project.id}/snapshots", headers=headers,
+                      json={"format": "csv"})
+    assert bad.status_code == 422
+
+
+def test_min_confidence_filters_unreviewed_ai_labels(client) -> None:
+    from tests.judging.fake_openai import FakeOpenAI
+    from tests.judging.test_reviews import judged_project
+
+    with FakeOpenAI() as fake:
+        project = judged_project(fake, items=3, review_fraction=0.0)  # P(A) = 0.95: accepted
+    from app.core.db import session_scope
+    from app.models import User
+
+    with session_scope() as db:
+        admin = db.query(User).filter_by(email="admin@example.org").one()
+    token = write(create_api_token, user=admin, project_id=project.id, name="t",
+                  scopes=["export"]).secret
+    headers = {"Authorization": f"Bearer {token}"}
+    confident = snapshot(client, headers, project.id, filters={"min_confidence": 0.9})
+    assert confident["rows"] == 3
+    assert confident["manifest"]["counts"]["pairs_by_source"] == {"ai_accepted": 3}
+    assert snapshot(client, headers, project.id, filters={"min_confidence": 0.99})["rows"] == 0
