@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
+from app.models.items import JobStatus as SnapshotStatus  # queued, running, succeeded, failed
 from app.models.types import JSONType, UTCDateTime, utcnow
 
-
-class SnapshotStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
+__all__ = ["ExportSnapshot", "SnapshotStatus"]
 
 
 class ExportSnapshot(Base):
