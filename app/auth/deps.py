@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from app.auth import service
 from app.core.config import get_settings
@@ -92,6 +93,16 @@ async def _submitted_csrf(request: Request) -> str:
         value = form.get("csrf_token", "")
         return value if isinstance(value, str) else ""
     return ""
+
+
+async def form_data(request: Request) -> FormData:
+    """The request's form, read on the event loop, so the route itself can be a plain ``def``
+    that runs in the thread pool: database work never blocks the loop."""
+    return await request.form()
+
+
+# For routes that read their own form fields: ``form: FormData = FormBody``.
+FormBody = Depends(form_data)
 
 
 async def require_user(request: Request, user: User | None = Depends(optional_user)) -> User:

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
-from app.auth.deps import DbSession, require_user
+from app.auth.deps import DbSession, FormBody, require_user
 from app.consensus.service import refresh_for_page
 from app.core.errors import BadRequest
 from app.core.templating import is_htmx, render
@@ -97,11 +98,9 @@ def export_page(request: Request, project_id: int, user: User = Depends(require_
 
 
 @router.post("/projects/{project_id}/snapshots")
-async def create_snapshot(request: Request, project_id: int,
-                          user: User = Depends(require_user),
-                          db: Session = DbSession) -> Response:
+def create_snapshot(project_id: int, form: FormData = FormBody,
+                    user: User = Depends(require_user), db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.EXPORT)
-    form = await request.form()
     spec = spec_from_form({k: str(v) for k, v in form.items()},
                           [str(v) for v in form.getlist("sources")])
     snapshot = snapshots.create_snapshot(db, project=access.project, user=user, spec=spec)

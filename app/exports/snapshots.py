@@ -9,12 +9,15 @@ give the next version of the same lineage, and two versions can be compared row 
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import os
 import shutil
 import subprocess
+import time
 from array import array
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -42,6 +45,7 @@ from app.models.exports import SnapshotStatus
 from app.models.types import utcnow
 
 FINGERPRINTS = "rows.fingerprints"
+PROGRESS_EVERY_S = 1.0  # the export page polls about once a second
 
 
 def snapshots_root() -> Path:
@@ -195,6 +199,20 @@ def _progress(snapshot_id: int, done: int, total: int | None = None) -> None:
                    .values(**values))
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while rows are made: every batch's objects survive long
+    enough to reach the oldest generation, and full collections then took about a quarter
+    of an export's time. The rows form no cycles; refcounting frees each batch."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _write_files(job: _Build, folder: Path) -> dict[str, Any]:
     spec = job.spec
     ext = "jsonl" if spec.container == Container.JSONL else "parquet"
@@ -210,12 +228,17 @@ def _write_files(job: _Build, folder: Path) -> dict[str, Any]:
             records_mod.tally_statuses(db, project_id=job.project_id, filters=spec.filters,
                                        tally=tally)
         _progress(job.snapshot_id, 0, total)
-        for batch in _batches(job, tally):
-            for record, rows in batch:
-                writer = out[_split_of(record.prompt, spec.split)]
-                for row in rows:
-                    writer.write(row)
-            _progress(job.snapshot_id, tally.items)
+        shown = time.monotonic()
+        with _gc_paused():
+            for batch in _batches(job, tally):
+                for record, rows in batch:
+                    writer = out[_split_of(record.prompt, spec.split)]
+                    for row in rows:
+                        writer.write(row)
+                if time.monotonic() - shown >= PROGRESS_EVERY_S:
+                    _progress(job.snapshot_id, tally.items)
+                    shown = time.monotonic()
+        _progress(job.snapshot_id, tally.items)
         files = [out[side].close() for side in sides]
     except BaseException:
         for w in out.values():

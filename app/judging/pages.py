@@ -6,8 +6,9 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
-from app.auth.deps import DbSession, require_user
+from app.auth.deps import DbSession, FormBody, require_user
 from app.core.errors import BadRequest, NotFound
 from app.core.templating import is_htmx, render
 from app.judging import repository, service
@@ -24,8 +25,7 @@ CONFIG_FIELDS = ("provider", "model", "base_url", "api_key_env", "template", "te
                  "max_concurrency", "requests_per_minute", "batch_size")
 
 
-async def config_from_form(request: Request) -> JudgeConfigIn:
-    form = await request.form()
+def config_from_form(form: FormData) -> JudgeConfigIn:
     data = {f: form.get(f) for f in CONFIG_FIELDS if form.get(f) not in (None, "")}
     data["judge_rules"] = form.get("judge_rules") == "on"
     data["show_suggestions"] = form.get("show_suggestions") == "on"
@@ -53,20 +53,19 @@ def judge_page(request: Request, project_id: int, user: User = Depends(require_u
 
 
 @router.post("/projects/{project_id}/judge/config")
-async def save_config(request: Request, project_id: int, user: User = Depends(require_user),
-                      db: Session = DbSession) -> Response:
+def save_config(project_id: int, form: FormData = FormBody,
+                user: User = Depends(require_user), db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.MANAGE)
-    service.update_config(db, project=access.project, data=await config_from_form(request))
+    service.update_config(db, project=access.project, data=config_from_form(form))
     return RedirectResponse(f"/projects/{project_id}/judge?saved=1", status_code=303)
 
 
 @router.post("/projects/{project_id}/judge/preview")
-async def preview(request: Request, project_id: int, user: User = Depends(require_user),
-                  db: Session = DbSession) -> Response:
+def preview(request: Request, project_id: int, form: FormData = FormBody,
+            user: User = Depends(require_user), db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.MANAGE)
-    form = await request.form()
     row = service.start_preview(db, project=access.project,
-                                data=await config_from_form(request),
+                                data=config_from_form(form),
                                 external_id=str(form.get("preview_external_id") or "").strip())
     return render(request, "judging/_preview.html", {"project": access.project, "p": row})
 

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
-from app.auth.deps import DbSession, require_user
+from app.auth.deps import DbSession, FormBody, require_user
 from app.core.errors import BadRequest, Conflict
 from app.core.markdown import render_markdown
 from app.core.templating import is_htmx, render
@@ -84,10 +85,10 @@ def label_from_form(form) -> LabelIn:  # noqa: ANN001
 
 
 @router.post("/projects/{project_id}/label/submit")
-async def submit(request: Request, project_id: int, user: User = Depends(require_user),
-                 db: Session = DbSession) -> Response:
+def submit(request: Request, project_id: int, form: FormData = FormBody,
+           user: User = Depends(require_user), db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.LABEL)
-    data = label_from_form(await request.form())
+    data = label_from_form(form)
     notice = "Saved."
     try:
         service.submit_label(db, project=access.project, user=user, data=data)
@@ -100,10 +101,9 @@ async def submit(request: Request, project_id: int, user: User = Depends(require
 
 
 @router.post("/projects/{project_id}/label/skip")
-async def skip(request: Request, project_id: int, user: User = Depends(require_user),
-               db: Session = DbSession) -> Response:
+def skip(request: Request, project_id: int, form: FormData = FormBody,
+         user: User = Depends(require_user), db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.LABEL)
-    form = await request.form()
     try:
         item_id = int(str(form.get("item_id")))
     except ValueError:

@@ -7,8 +7,9 @@ import uuid
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
-from app.auth.deps import DbSession, require_user
+from app.auth.deps import DbSession, FormBody, require_user
 from app.consensus import service as consensus
 from app.core.errors import BadRequest
 from app.core.templating import is_htmx, render
@@ -35,10 +36,9 @@ def review_page(request: Request, project_id: int, user: User = Depends(require_
 
 
 @router.post("/projects/{project_id}/review")
-async def submit(request: Request, project_id: int, user: User = Depends(require_user),
-                 db: Session = DbSession) -> Response:
+def submit(request: Request, project_id: int, form: FormData = FormBody,
+           user: User = Depends(require_user), db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.REVIEW)
-    form = await request.form()
     skip = [int(x) for x in str(form.get("skip") or "").split(",") if x.strip().isdigit()]
     try:
         label_id = int(str(form.get("ai_label_id")))
@@ -86,10 +86,9 @@ def _ids(value: str) -> list[int]:
 
 
 @router.post("/projects/{project_id}/adjudicate")
-async def adjudicate(request: Request, project_id: int, user: User = Depends(require_user),
-                     db: Session = DbSession) -> Response:
+def adjudicate(request: Request, project_id: int, form: FormData = FormBody,
+               user: User = Depends(require_user), db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.REVIEW)
-    form = await request.form()
     skip = [int(x) for x in str(form.get("skip") or "").split(",") if x.strip().isdigit()]
     try:
         item_id = int(str(form.get("item_id")))
