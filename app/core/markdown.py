@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import nh3
 from markdown_it import MarkdownIt
 from markupsafe import Markup
@@ -14,8 +16,11 @@ _TAGS = {
 }
 
 
-def render_markdown(text: str | None) -> Markup:
-    html = _md.render(text or "")
+CACHED_CHARS = 8192  # 4096 entries of at most this: the cache stays in tens of megabytes
+
+
+def _render(text: str) -> str:
+    html = _md.render(text)
     clean = nh3.clean(
         html,
         tags=_TAGS,
@@ -23,4 +28,15 @@ def render_markdown(text: str | None) -> Markup:
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer nofollow",
     )
-    return Markup(clean)  # noqa: S704  (sanitized just above)
+    return clean
+
+
+def render_markdown(text: str | None) -> Markup:
+    """Sanitized HTML for Markdown text. Cached: with overlap k, each response is shown to
+    k labelers, and the prompt and instructions on every page."""
+    text = text or ""
+    html = _cached(text) if len(text) <= CACHED_CHARS else _render(text)
+    return Markup(html)  # noqa: S704  (sanitized in _render)
+
+
+_cached = functools.lru_cache(maxsize=4096)(_render)

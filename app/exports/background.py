@@ -62,7 +62,8 @@ def read_ahead(source: Iterable[T], *, depth: int = 1, name: str = "read-ahead")
 
 
 class Worker:
-    """Runs ``fn`` on each submitted item, in order, in one thread at most ``depth`` behind.
+    """Runs ``fn`` on each submitted item, in order, in one thread; at most ``depth`` items
+    are submitted and not yet done (``submit`` waits), which bounds the memory they hold.
 
     After ``fn`` fails the rest is skipped, and the error is raised by the next ``submit``
     or by ``close``.
@@ -71,7 +72,8 @@ class Worker:
     def __init__(self, fn: Callable[[Any], None], *, depth: int = 4,
                  name: str = "export-worker") -> None:
         self._fn = fn
-        self._items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._items: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._room = threading.Semaphore(depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -83,10 +85,13 @@ class Worker:
                     self._fn(item)
                 except BaseException as exc:  # noqa: BLE001  (raised in the caller's thread)
                     self._error = exc
+            del item  # let it go before waiting for the next one
+            self._room.release()
 
     def submit(self, item: Any) -> None:
         if self._error is not None:
             raise self._error
+        self._room.acquire()
         self._items.put(item)
 
     def close(self) -> None:

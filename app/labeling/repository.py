@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Select, and_, case, exists, func, literal, or_, select, text, update
+from sqlalchemy import (
+    Select,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from app.models import Assignment, HumanLabel, Item, User
 from app.models.labels import AssignmentStatus
+from app.models.types import UTCDateTime
 
 
 def _labels_on(item_id_col) -> Select:  # noqa: ANN001
@@ -18,17 +31,6 @@ def _labels_on(item_id_col) -> Select:  # noqa: ANN001
         .where(HumanLabel.item_id == item_id_col)
         .scalar_subquery()
     )
-
-
-def _live_leases_on(item_id_col, now: datetime, *, except_user: int | None = None) -> Select:  # noqa: ANN001
-    cond = [
-        Assignment.item_id == item_id_col,
-        Assignment.status == AssignmentStatus.ACTIVE,
-        Assignment.expires_at > now,
-    ]
-    if except_user is not None:
-        cond.append(Assignment.user_id != except_user)
-    return select(func.count()).select_from(Assignment).where(*cond).scalar_subquery()
 
 
 def active_assignment(db: Session, *, project_id: int, user_id: int) -> Assignment | None:
@@ -59,6 +61,11 @@ def lock_user_queue(db: Session, *, project_id: int, user_id: int) -> None:
         db.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": project_id, "b": user_id})
 
 
+def needs_recount(db: Session) -> bool:
+    """Whether a row read by the candidate query may be stale under our lock (PostgreSQL)."""
+    return db.get_bind().dialect.name == "postgresql"
+
+
 def lock_item(db: Session, *, item_id: int) -> Item | None:
     """Take the item's row lock: every change to its slots happens under it."""
     return db.scalar(
@@ -66,28 +73,36 @@ def lock_item(db: Session, *, item_id: int) -> Item | None:
     )
 
 
+_NEXT_CANDIDATE = (
+    select(Item)
+    .where(
+        Item.project_id == bindparam("project_id"),
+        Item.ready,
+        ~Item.ai_accepted,  # the AI judge labeled it confidently: no human needed
+        ~Item.is_gold,  # gold items come through next_gold_item, outside the k cap
+        Item.label_count < bindparam("k"),
+        ~exists().where(Assignment.item_id == Item.id,
+                        Assignment.user_id == bindparam("user_id")),
+        Item.label_count + select(func.count()).select_from(Assignment).where(
+            Assignment.item_id == Item.id, Assignment.status == AssignmentStatus.ACTIVE,
+            Assignment.expires_at > bindparam("now", type_=UTCDateTime)).scalar_subquery()
+        < bindparam("k"),
+    )
+    .order_by(Item.queue_rank, Item.id)  # what the judge was unsure of, first
+    .limit(1)
+)
+_NEXT_CANDIDATE_LOCKED = _NEXT_CANDIDATE.with_for_update(skip_locked=True, of=Item)
+
+
 def next_candidate(db: Session, *, project_id: int, user_id: int, k: int, now: datetime,
                    exclude: list[int]) -> Item | None:
     """The first item with a free slot that this labeler never had, locked (PostgreSQL)."""
-    query = (
-        select(Item)
-        .where(
-            Item.project_id == project_id,
-            Item.ready,
-            ~Item.ai_accepted,  # the AI judge labeled it confidently: no human needed
-            ~Item.is_gold,  # gold items come through next_gold_item, outside the k cap
-            Item.label_count < k,
-            ~exists().where(Assignment.item_id == Item.id, Assignment.user_id == user_id),
-            Item.label_count + _live_leases_on(Item.id, now) < k,
-        )
-        .order_by(Item.queue_rank, Item.id)  # what the judge was unsure of, first
-        .limit(1)
-    )
+    postgres = db.get_bind().dialect.name == "postgresql"
+    query = _NEXT_CANDIDATE_LOCKED if postgres else _NEXT_CANDIDATE
     if exclude:
         query = query.where(Item.id.not_in(exclude))
-    if db.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=Item)
-    return db.scalar(query)
+    return db.scalar(query, {"project_id": project_id, "user_id": user_id, "k": k,
+                             "now": now})
 
 
 def next_gold_item(db: Session, *, project_id: int, user_id: int) -> Item | None:
@@ -101,12 +116,22 @@ def next_gold_item(db: Session, *, project_id: int, user_id: int) -> Item | None
     )
 
 
+# Built once: the hot path runs it with new parameters instead of composing it each call.
+_USED_SLOTS = select(
+    select(func.count()).select_from(HumanLabel)
+    .where(HumanLabel.item_id == bindparam("item_id")).scalar_subquery()
+    + select(func.count()).select_from(Assignment)
+    .where(Assignment.item_id == bindparam("item_id"),
+           Assignment.status == AssignmentStatus.ACTIVE,
+           Assignment.expires_at > bindparam("now", type_=UTCDateTime),
+           Assignment.user_id != bindparam("except_user")).scalar_subquery()
+)
+
+
 def used_slots(db: Session, *, item_id: int, now: datetime, except_user: int | None = None) -> int:
     """Labels on the item plus live leases of others: a fresh statement, so a fresh snapshot."""
-    return db.scalar(
-        select(_labels_on(literal(item_id)) + _live_leases_on(literal(item_id), now,
-                                                               except_user=except_user))
-    ) or 0
+    return db.scalar(_USED_SLOTS, {"item_id": item_id, "now": now,
+                                   "except_user": except_user or 0}) or 0
 
 
 def recount_labels(db: Session, *, item: Item) -> None:

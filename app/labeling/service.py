@@ -71,9 +71,10 @@ def next_task(db: Session, *, project: Project, user: User) -> Task | None:
             # real work left, at the project's rate.
             item = repository.next_gold_item(db, project_id=project.id,
                                               user_id=user.id) or item
-        # The candidate query may have read a snapshot older than our lock: recount.
-        if not item.is_gold and repository.used_slots(db, item_id=item.id,
-                                                      now=now) >= project.overlap_k:
+        # On PostgreSQL the candidate query may have read a snapshot older than our lock:
+        # recount. SQLite's writer holds the whole database from BEGIN IMMEDIATE on.
+        if (not item.is_gold and repository.needs_recount(db)
+                and repository.used_slots(db, item_id=item.id, now=now) >= project.overlap_k):
             tried.append(item.id)
             continue
         assignment = Assignment(project_id=project.id, item_id=item.id, user_id=user.id,
@@ -129,8 +130,10 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) ->
     if assignment is None or assignment.status not in (AssignmentStatus.ACTIVE,):
         raise Conflict("This item is not assigned to you (it was skipped or reassigned). "
                        "Take the next item.")
-    if not item.is_gold and repository.used_slots(db, item_id=item.id, now=now,
-                                                  except_user=user.id) >= project.overlap_k:
+    # A live lease holds our slot (others count it); only an expired one may have lost it.
+    if (not item.is_gold and assignment.expires_at <= now
+            and repository.used_slots(db, item_id=item.id, now=now,
+                                      except_user=user.id) >= project.overlap_k):
         raise Conflict("Your lease on this item expired and other labelers have filled it. "
                        "Your label was not stored; take the next item.")
 
