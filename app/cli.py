@@ -74,7 +74,9 @@ def serve(host: str, port: int, workers: int) -> None:
 
 
 def _worker_argv(queues: str, concurrency: int, pool: str | None) -> list[str]:
-    argv = [sys.executable, "-m", "celery", "-A", "worker.main", "worker", "-Q", queues,
+    # A training worker (queue "train" alone) needs no database: it has its own entry point.
+    entry = "worker.training.main" if queues == "train" else "worker.main"
+    argv = [sys.executable, "-m", "celery", "-A", entry, "worker", "-Q", queues,
             "--concurrency", str(concurrency), "--loglevel", "INFO"]
     if pool:
         argv += ["--pool", pool]
@@ -86,7 +88,8 @@ def _worker_argv(queues: str, concurrency: int, pool: str | None) -> list[str]:
 @click.option("--concurrency", default=1, type=int)
 @click.option("--pool", default=None, help="prefork (default), solo or threads")
 def worker(queues: str, concurrency: int, pool: str | None) -> None:
-    """Run a Celery worker."""
+    """Run a Celery worker. `--queues train` runs a training worker (GPU machines): it
+    reaches the server only through TANDEM_BASE_URL and saves to TANDEM_ARTIFACTS_DIR."""
     os.execv(sys.executable, _worker_argv(queues, concurrency, pool))
 
 

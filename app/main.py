@@ -101,13 +101,16 @@ def create_app() -> FastAPI:
     from app.labeling.router import router as labeling_router
     from app.projects.router import router as projects_router
     from app.reviewing.router import router as reviewing_router
+    from app.training.api import router as training_api
+    from app.training.router import router as training_pages
 
     app = FastAPI(title="Tandem", version="0.1.0", docs_url="/api/docs",
                   openapi_url="/api/v1/openapi.json", redoc_url=None, lifespan=_lifespan)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     for router in (auth_router, projects_router, items_router, labeling_router,
                    exports_router, api_router, judging_pages, judging_api,
-                   reviewing_router, analytics_router, gold_router):
+                   reviewing_router, analytics_router, gold_router, training_api,
+                   training_pages):
         app.include_router(router)
 
     app.add_middleware(SecurityHeaders)

@@ -22,11 +22,15 @@ _stop = threading.Event()
 
 def _watchdog() -> None:
     from app.judging.tasks import recover
+    from app.training.service import fail_stale_runs
 
-    interval = max(1.0, get_settings().judge_claim_stale_s / 2)
+    settings = get_settings()
+    interval = max(1.0, min(settings.judge_claim_stale_s / 2,
+                            settings.training_heartbeat_timeout_s / 4))
     while not _stop.wait(interval):
         try:
             recover()
+            fail_stale_runs()
         except Exception:  # noqa: BLE001  (the next round tries again)
             log.exception("watchdog round failed")
 

@@ -14,7 +14,7 @@ from app.core.security import hash_password, new_token, sha256_hex, verify_passw
 from app.models import ApiToken, User, UserSession
 from app.models.types import utcnow
 
-API_SCOPES = ("import", "export", "read", "judge")
+API_SCOPES = ("import", "export", "read", "judge", "train")
 TOKEN_PREFIX = "tdm_"
 
 

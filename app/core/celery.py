@@ -8,8 +8,10 @@ from celery import Celery
 
 from app.core.config import Settings, get_settings
 
-TASK_MODULES = ["app.items.tasks", "app.judging.tasks", "app.exports.tasks"]
-QUEUES = ("import", "export", "judge", "generate")
+TASK_MODULES = ["app.items.tasks", "app.judging.tasks", "app.exports.tasks",
+                "worker.training.tasks"]
+# "train" is consumed only by training workers (GPU machines): `tandem worker --queues train`.
+QUEUES = ("import", "export", "judge", "generate", "train")
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -37,7 +39,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue="import",
         task_routes={"items.*": {"queue": "import"}, "exports.*": {"queue": "export"},
-                     "judging.*": {"queue": "judge"}},
+                     "judging.*": {"queue": "judge"}, "training.*": {"queue": "train"}},
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,

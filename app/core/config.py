@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     judge_retry_base_s: float = 1.0
     # Converted judge models (e.g. the SmolLM2 GGUF de-quantised once) are kept here.
     model_cache_dir: Path = ROOT / ".cache" / "models"
+    # Training workers save checkpoints here (a shared disk or mount when they run on other
+    # machines than the judge workers that load them); they talk to the server at base_url.
+    artifacts_dir: Path | None = None
+    training_heartbeat_s: float = 10.0
+    # A running training run whose worker sent nothing for this long is marked failed.
+    training_heartbeat_timeout_s: float = 120.0
 
     @property
     def resolved_database_url(self) -> str:
@@ -46,6 +52,10 @@ class Settings(BaseSettings):
     @property
     def resolved_broker_url(self) -> str:
         return self.broker_url or "filesystem://"
+
+    @property
+    def resolved_artifacts_dir(self) -> Path:
+        return self.artifacts_dir or self.data_dir / "artifacts"
 
     @property
     def broker_folder(self) -> Path:

@@ -24,7 +24,7 @@ from app.exports.filters import ExportFilters, LabelSource, item_tags
 from app.models import Item, ItemConsensus, Response, RuleSet
 from app.models.consensus import ConsensusStatus
 
-BATCH = 5000
+BATCH = 2500
 
 
 class ExportResponse(NamedTuple):

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from app.exports.background import Worker
+from app.exports.columns import columns_for
 from app.exports.formats import Container, ExportFormat
 
 PARQUET_BATCH = 20_000  # rows per row group
@@ -80,8 +81,10 @@ class RowWriter:
             import pyarrow.parquet as pq
 
             self._schema = arrow_schema(fmt, margin)
-            self._columns: list[list[Any]] = [[] for _ in self._schema.names]
+            self._columns = list(zip(self._schema.names, columns_for(self._schema), strict=True))
+            self._pending = 0  # rows in the row group being made
             self._parquet = pq.ParquetWriter(path, self._schema, compression="zstd")
+            # one row group written while the next is made: two in memory at most
             self._worker = Worker(self._parquet.write_table, depth=1,
                                   name=f"export-{path.name}")
 
@@ -107,9 +110,10 @@ class RowWriter:
                 row = {k: v if k == "external_id" else orjson.dumps(v).decode()
                        for k, v in row.items()}
             # as Table.from_pylist reads rows: a missing key is a null, an unknown one ignored
-            for name, column in zip(self._schema.names, self._columns, strict=True):
+            for name, column in self._columns:
                 column.append(row.get(name))
-            if len(self._columns[0]) >= PARQUET_BATCH:
+            self._pending += 1
+            if self._pending >= PARQUET_BATCH:
                 self._flush()
 
     def _write_chunk(self, chunk: bytearray) -> None:
@@ -119,12 +123,10 @@ class RowWriter:
     def _flush(self) -> None:
         import pyarrow as pa
 
-        if self._columns[0]:
-            table = pa.Table.from_arrays(
-                [pa.array(column, type=f.type) for column, f in zip(self._columns, self._schema,
-                                                                     strict=True)],
-                schema=self._schema)
-            self._columns = [[] for _ in self._schema.names]
+        if self._pending:
+            table = pa.Table.from_arrays([column.finish() for _, column in self._columns],
+                                         schema=self._schema)
+            self._pending = 0
             self._worker.submit(table)
 
     def close(self) -> dict[str, Any]:

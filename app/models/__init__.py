@@ -14,9 +14,13 @@ from app.models.judging import (
 )
 from app.models.labels import Assignment, HumanLabel
 from app.models.projects import Project, ProjectMember, Rule, RuleSet
+from app.models.training import ModelCheckpoint, TrainingMetric, TrainingRun
 from app.models.users import ApiToken, User, UserSession
 
 __all__ = [
+    "ModelCheckpoint",
+    "TrainingMetric",
+    "TrainingRun",
     "Adjudication",
     "ExportSnapshot",
     "ItemConsensus",
