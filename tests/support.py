@@ -103,13 +103,14 @@ def login(client, email: str, password: str = "correct-horse-1") -> str:  # noqa
 
 
 def start_worker(env: dict[str, str], *, queues: str = "import,export",
-                 log: Path | None = None) -> subprocess.Popen:
-    """A real Celery worker process, with this test's settings."""
+                 log: Path | None = None, app: str = "worker.main") -> subprocess.Popen:
+    """A real Celery worker process, with this test's settings (``app`` names the entry:
+    worker.training.main for a training worker)."""
     full_env = dict(os.environ, **env)
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.main", "worker", "-Q", queues,
+            [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queues,
              "--pool", "solo", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
              "--without-heartbeat"],
             cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
@@ -159,3 +160,39 @@ def label_all(project, user, decide, *, key: str = "key") -> int:  # noqa: ANN00
         write(service.submit_label, project=project, user=user,
               data=LabelIn(item_id=task.item.id, idempotency_key=f"{key}-{user.id}-{n:05d}",
                            **fields))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    """``python -m app.cli serve`` on a free port with these settings, once it answers."""
+    import httpx
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port",
+             str(port)], cwd=ROOT, env=dict(os.environ, **env), stdout=out,
+            stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: server.poll() is not None or healthy(), timeout=30,
+                 what="the server to answer /healthz")
+        assert server.poll() is None, log.read_text()
+    except BaseException:
+        stop_process(server)
+        raise
+    return server, base

@@ -10,24 +10,19 @@ When a test fails, the tail of the server's log is added to its report.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support import (
-    ROOT,
     AppEnv,
     make_project,
     make_user,
     sample_items,
+    start_server,
     stop_process,
-    wait_for,
 )
 
 CHROMIUM = "/usr/bin/chromium"
@@ -75,19 +70,6 @@ class Live:
     console_errors: list[str] = field(default_factory=list)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa: ANN201
     report = yield
@@ -102,18 +84,10 @@ def live_server(request: pytest.FixtureRequest, app_env: AppEnv, tmp_path: Path)
     """``python -m app.cli serve`` on a free port, with this test's settings; its base URL."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"no chromium at {CHROMIUM}")
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"
     request.node.stash[SERVER_LOG] = log
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=dict(os.environ, **app_env.env), stdout=out, stderr=subprocess.STDOUT)
+    server, base = start_server(app_env.env, log)
     try:
-        wait_for(lambda: server.poll() is not None or _healthy(f"{base}/healthz"), timeout=30,
-                 what="the server to answer /healthz")
-        assert server.poll() is None, log.read_text()
         yield base
     finally:
         stop_process(server)
