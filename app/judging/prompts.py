@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
@@ -50,6 +50,11 @@ class Question:
 
     messages: list[dict[str, str]]
     choices: tuple[str, str]  # ("A", "B") or ("Yes", "No")
+    # For a pair question: the conversation and the responses shown first and second, so a
+    # provider that scores responses on their own (a reward model) needs no template.
+    conversation: tuple[dict[str, str], ...] | None = field(default=None, compare=False)
+    first: str | None = field(default=None, compare=False)
+    second: str | None = field(default=None, compare=False)
 
 
 def _render(source: str, context: dict[str, Any]) -> str:
@@ -72,7 +77,9 @@ def render_pair(source: str, *, rules: list[dict[str, str]], prompt: Any, respon
     ordered = sorted(rules, key=lambda r: SEVERITY_ORDER.get(r.get("severity", ""), 1))
     text = _render(source, {"rules": ordered, "prompt": prompt, "messages": prompt_messages(prompt),
                             "response_a": response_a, "response_b": response_b})
-    return Question(messages=[{"role": "user", "content": text}], choices=("A", "B"))
+    return Question(messages=[{"role": "user", "content": text}], choices=("A", "B"),
+                    conversation=tuple(prompt_messages(prompt)), first=response_a,
+                    second=response_b)
 
 
 def render_rule(rule: dict[str, str], *, prompt: Any, response: str) -> Question:

@@ -11,7 +11,9 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
 
 class JudgeConfigIn(BaseModel):
-    provider: Literal["local", "openai"] = "local"
+    # local: a causal LM reads the template; openai: an OpenAI-compatible endpoint;
+    # reward: a reward-model checkpoint scores each response (``model``: folder or checkpoint:N)
+    provider: Literal["local", "openai", "reward"] = "local"
     model: str = Field(default="", max_length=500)
     base_url: str | None = Field(default=None, max_length=500)
     api_key_env: str | None = Field(default=None, max_length=100)

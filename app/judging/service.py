@@ -50,12 +50,27 @@ def update_config(db: Session, *, project: Project, data: JudgeConfigIn) -> Judg
     check_template(data.template)
     if data.provider == "openai" and not data.model:
         raise BadRequest("An OpenAI-compatible judge needs a model name.")
+    if data.provider == "reward":
+        data = _reward_judge(db, project=project, data=data)
     config = get_config(db, project=project)
     for field, value in _config_fields(data).items():
         setattr(config, field, value)
     config.updated_at = utcnow()
     db.flush()
     return config
+
+
+def _reward_judge(db: Session, *, project: Project, data: JudgeConfigIn) -> JudgeConfigIn:
+    """A reward model judges preferences only; ``checkpoint:N`` becomes its folder."""
+    from app.training.service import resolve_base_model
+
+    if not data.model:
+        raise BadRequest("A reward-model judge needs a checkpoint: checkpoint:N or a folder.")
+    if data.judge_rules:
+        raise BadRequest("A reward model scores responses; it cannot check rules. Turn "
+                         "'judge every rule' off.")
+    return data.model_copy(update={"model": resolve_base_model(
+        db, project_id=project.id, base_model=data.model)})
 
 
 def config_snapshot(config: JudgeConfig) -> dict[str, Any]:

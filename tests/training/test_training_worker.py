@@ -98,6 +98,29 @@ def test_dpo_and_reward_runs_succeed_on_a_real_training_worker(cluster, tiny_mod
         config = json.loads((checkpoint / "config.json").read_text())
         want = "LlamaForCausalLM" if method == "dpo" else "LlamaForSequenceClassification"
         assert config["architectures"] == [want]
+        checkpoint_id = run["checkpoint"]["id"]
+
+    # The reward model comes back as the judge: it scores each response, position-free.
+    from app.judging import service as judging
+    from app.judging.prompts import DEFAULT_TEMPLATE
+    from app.judging.schemas import JudgeConfigIn, RunIn
+    from app.models import AiLabel
+    from tests.judging.test_judge_runs import run_inline
+
+    write(judging.update_config, project=project, data=JudgeConfigIn(
+        provider="reward", model=f"checkpoint:{checkpoint_id}", template=DEFAULT_TEMPLATE,
+        judge_rules=False, batch_size=4))
+    judge_run = write(judging.start_run, project=project, user=None, data=RunIn())
+    run_inline(judge_run.id)
+    from app.core.db import session_scope
+
+    with session_scope() as db:
+        labels = db.query(AiLabel).filter_by(run_id=judge_run.id).all()
+        assert len(labels) == 8
+        for label in labels:
+            assert label.consistent  # sigmoid(r_a - r_b) in one order, 1 - that in the other
+            for pair in label.pairs:
+                assert abs(pair["p_a_first"] - pair["p_a_second"]) < 1e-6
 
 
 def test_a_killed_training_worker_fails_the_run_after_the_heartbeat_timeout(

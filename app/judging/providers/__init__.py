@@ -22,4 +22,9 @@ def build_provider(config: dict[str, Any]) -> Provider:
             concurrency=config.get("max_concurrency", 4),
             per_minute=config.get("requests_per_minute", 600),
             timeout_s=float((config.get("sampling") or {}).get("request_timeout_s", 60.0)))
+    if provider == "reward":
+        from app.judging.providers.reward import RewardModelProvider
+
+        return RewardModelProvider(config.get("model") or "",
+                                   batch_size=config.get("batch_size", 8))
     raise ValueError(f"unknown judge provider {provider!r}")
