@@ -95,6 +95,8 @@ def create_app() -> FastAPI:
     from app.auth.router import router as auth_router
     from app.consensus.router import router as gold_router
     from app.exports.router import router as exports_router
+    from app.generation.router import api as generation_api
+    from app.generation.router import router as generation_pages
     from app.items.router import router as items_router
     from app.judging.pages import router as judging_pages
     from app.judging.router import api as judging_api
@@ -110,7 +112,7 @@ def create_app() -> FastAPI:
     for router in (auth_router, projects_router, items_router, labeling_router,
                    exports_router, api_router, judging_pages, judging_api,
                    reviewing_router, analytics_router, gold_router, training_api,
-                   training_pages):
+                   training_pages, generation_pages, generation_api):
         app.include_router(router)
 
     app.add_middleware(SecurityHeaders)

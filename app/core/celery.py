@@ -9,7 +9,7 @@ from celery import Celery
 from app.core.config import Settings, get_settings
 
 TASK_MODULES = ["app.items.tasks", "app.judging.tasks", "app.exports.tasks",
-                "worker.training.tasks"]
+                "app.generation.tasks", "worker.training.tasks"]
 # "train" is consumed only by training workers (GPU machines): `tandem worker --queues train`.
 QUEUES = ("import", "export", "judge", "generate", "train")
 
@@ -39,7 +39,8 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue="import",
         task_routes={"items.*": {"queue": "import"}, "exports.*": {"queue": "export"},
-                     "judging.*": {"queue": "judge"}, "training.*": {"queue": "train"}},
+                     "judging.*": {"queue": "judge"}, "training.*": {"queue": "train"},
+                     "generation.*": {"queue": "generate"}},
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,

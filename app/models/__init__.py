@@ -2,6 +2,7 @@
 
 from app.models.consensus import Adjudication, ItemConsensus, LabelerReliability
 from app.models.exports import ExportSnapshot
+from app.models.generation import GenerationRun
 from app.models.items import ImportJob, Item, Response
 from app.models.judging import (
     AiLabel,
@@ -18,6 +19,7 @@ from app.models.training import ModelCheckpoint, TrainingMetric, TrainingRun
 from app.models.users import ApiToken, User, UserSession
 
 __all__ = [
+    "GenerationRun",
     "ModelCheckpoint",
     "TrainingMetric",
     "TrainingRun",

@@ -73,6 +73,11 @@ class Item(Base):
     # mixed into every labeler's queue unannounced, to measure accuracy.
     gold: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Labeling round: imported items are round 1; a generation run's items the next one.
+    round: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    generation_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("generation_runs.id", ondelete="SET NULL"),
+        nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -91,6 +96,10 @@ class Response(Base):
     )
     created_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    # A generated response: the run that asked for it (model, checkpoint, sampling).
+    generation_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("generation_runs.id", ondelete="SET NULL"), nullable=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

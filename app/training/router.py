@@ -16,6 +16,7 @@ from app.core.errors import BadRequest
 from app.core.templating import is_htmx, render
 from app.exports.formats import PREFERENCE_FORMATS
 from app.exports.snapshots import list_snapshots
+from app.generation.service import list_generations, rounds
 from app.models import User
 from app.models.exports import SnapshotStatus
 from app.projects.policies import Action, authorize
@@ -57,7 +58,9 @@ def training_page(request: Request, project_id: int, snapshot: int | None = None
         "project": access.project, "snapshots": snapshots, "chosen": snapshot,
         "runs": [service.run_view(db, run=r) for r in
                  repository.list_runs(db, project_id=project_id)],
-        "checkpoints": repository.checkpoints(db, project_id=project_id)})
+        "checkpoints": repository.checkpoints(db, project_id=project_id),
+        "rounds": rounds(db, project_id=project_id),
+        "generations": list_generations(db, project_id=project_id)})
 
 
 @router.post("/projects/{project_id}/training")
