@@ -190,6 +190,53 @@ def export_cmd(project_id: int, fmt: str, container: str, source: str,
     click.echo(json.dumps(summary))
 
 
+@main.command("train")
+@click.argument("snapshot_id", type=int)
+@click.option("--method", type=click.Choice(["dpo", "reward"]), default="dpo")
+@click.option("--base-model", default="smollm2",
+              help="a folder, a hub name, checkpoint:N, or smollm2 (the default)")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="a hyperparameter, e.g. --set learning_rate=1e-5 --set max_steps=200")
+@click.option("--email", default=None, help="who starts it (default: the first site admin)")
+def train_cmd(snapshot_id: int, method: str, base_model: str, settings: tuple[str, ...],
+              email: str | None) -> None:
+    """Queue a training run on a snapshot for a training worker (`tandem worker --queues
+    train`)."""
+    from sqlalchemy import select
+
+    from app.core.db import session_scope
+    from app.core.errors import DomainError
+    from app.models import ExportSnapshot, Project, User
+    from app.training.schemas import TrainingRunIn
+    from app.training.service import start_run
+
+    hyper: dict = {}
+    for item in settings:
+        key, _, raw = item.partition("=")
+        try:
+            hyper[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            hyper[key.strip()] = raw
+    try:
+        with session_scope(write=True) as db:
+            snapshot = db.get(ExportSnapshot, snapshot_id)
+            if snapshot is None:
+                raise click.ClickException(f"no snapshot {snapshot_id}")
+            query = select(User).where(User.is_admin).order_by(User.id)
+            if email:
+                query = select(User).where(User.email == email.strip().lower())
+            user = db.scalar(query)
+            if user is None:
+                raise click.ClickException("no such user (create an admin first)")
+            run = start_run(db, project=db.get(Project, snapshot.project_id), user=user,
+                            data=TrainingRunIn(snapshot_id=snapshot_id, method=method,
+                                               base_model=base_model, hyperparameters=hyper))
+            run_id = run.id
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(json.dumps({"training_run": run_id, "status": "queued"}))
+
+
 @main.command("create-token")
 @click.argument("project_id", type=int)
 @click.option("--email", required=True, help="the user the token acts as")
