@@ -137,3 +137,28 @@ def test_bad_requests_say_what_is_wrong(client) -> None:
     bad = client.post(f"/api/v1/projects/{project.id}/training-runs", headers=admin,
                       json={"snapshot_id": 999})
     assert bad.status_code == 404
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_cli_queues_a_training_run(client, app_env) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    project, snap, admin = admin_and_snapshot(client)
+    env = dict(os.environ, **app_env.env)
+    run = subprocess.run([sys.executable, "-m", "app.cli", "train", str(snap["id"]),
+                          "--method", "reward", "--set", "max_steps=5", "--set",
+                          "learning_rate=2e-5"], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    run_id = json.loads(run.stdout.strip().splitlines()[-1])["training_run"]
+    seen = client.get(f"/api/v1/projects/{project.id}/training-runs/{run_id}",
+                      headers=admin).json()
+    assert seen["method"] == "reward" and seen["status"] == "queued"
+    assert seen["hyperparameters"]["max_steps"] == 5
+    assert seen["hyperparameters"]["learning_rate"] == 2e-5
+    bad = subprocess.run([sys.executable, "-m", "app.cli", "train", str(snap["id"]), "--set",
+                          "nope=1"], capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode != 0 and "nope" in bad.stderr
