@@ -162,3 +162,26 @@ def test_cli_queues_a_training_run(client, app_env) -> None:
     bad = subprocess.run([sys.executable, "-m", "app.cli", "train", str(snap["id"]), "--set",
                           "nope=1"], capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode != 0 and "nope" in bad.stderr
+
+
+def test_the_run_page_draws_live_curves_and_the_log(client) -> None:
+    from tests.support import login
+
+    project, snap, admin = admin_and_snapshot(client)
+    run = start(client, admin, project.id, snapshot_id=snap["id"])
+    _, (run_id, _, secret) = take_training_task()
+    worker = {"Authorization": f"Bearer {secret}"}
+    client.post(f"/api/v1/training-runs/{run_id}/claim", headers=worker,
+                json={"worker": "gpu-7", "attempt": 1})
+    client.post(f"/api/v1/training-runs/{run_id}/report", headers=worker, json={
+        "attempt": 1, "log": ["loading <model>"],
+        "points": [{"step": s, "max_steps": 4, "loss": 0.7 - 0.1 * s,
+                    "rewards/accuracies": 0.25 * s, "rewards/margins": 0.1 * s}
+                   for s in (1, 2, 3)]})
+    login(client, "admin@example.org")
+    page = client.get(f"/projects/{project.id}/training/{run['id']}").text
+    assert page.count("<polyline") >= 3  # loss, accuracy, margin
+    assert "gpu-7" in page and "loading &lt;model&gt;" in page  # the log, escaped
+    assert 'hx-trigger="load delay:2s"' in page  # it refreshes itself while running
+    overview = client.get(f"/projects/{project.id}/training").text
+    assert f"#{run['id']}" in overview and "3/4" in overview
