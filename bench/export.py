@@ -350,10 +350,12 @@ def main(argv: list[str] | None = None) -> int:
 
                 pstats.Stats(str(profile)).sort_stats("tottime").print_stats(25)
     finally:
-        if keep_db:
-            print(f"kept database {backend.pg_name}; data in {backend.data_dir}")
-        else:
+        if not keep_db:
             drop_backend(backend)
+        elif args.keep:
+            print(f"kept database {backend.pg_name}; data in {backend.data_dir}")
+        else:  # --reuse: the database was there before and stays; this run's files go
+            shutil.rmtree(backend.data_dir, ignore_errors=True)
     out["total_seconds"] = time.perf_counter() - t_all
     print(f"\nTandem export benchmark: PostgreSQL, {os.cpu_count()} CPUs, commit "
           f"{out['commit']}; target >= {ROWS_PER_S_TARGET:,} rows/s and < {PEAK_MB_TARGET} MB "

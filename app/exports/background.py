@@ -75,8 +75,8 @@ class Worker:
         self._items: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._room = threading.Semaphore(depth)
         self._error: BaseException | None = None
+        # started by the first item, so that a writer that gets none leaves no thread behind
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
 
     def _run(self) -> None:
         while (item := self._items.get()) is not _DONE:
@@ -93,6 +93,8 @@ class Worker:
             raise self._error
         self._room.acquire()
         self._items.put(item)
+        if self._thread.ident is None:
+            self._thread.start()
 
     def close(self) -> None:
         """Wait for everything submitted; raise the error ``fn`` met, if any."""

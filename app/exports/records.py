@@ -3,7 +3,8 @@ large the project, and each batch is its own short transaction.
 
 A thread reads one batch ahead of the caller, so the database makes the next batch while
 this one is written. Rows are read as plain tuples (no ORM objects) and JSON columns as text
-parsed by orjson: at a million items these costs are most of an export's time.
+parsed by orjson, which made reading several times cheaper than ORM rows and the driver's
+``json.loads``.
 """
 
 from __future__ import annotations

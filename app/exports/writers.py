@@ -91,7 +91,8 @@ class RowWriter:
     @property
     def fingerprints(self) -> array:
         """Each row's fingerprint, in row order."""
-        out = array("Q", bytes(self._digests))
+        out = array("Q")
+        out.frombytes(self._digests)
         if sys.byteorder == "little":
             out.byteswap()
         return out

@@ -34,7 +34,7 @@ LOG_TAIL_CHARS = 20_000
 
 
 def _validate(method: str, hyperparameters: dict[str, Any]) -> dict[str, Any]:
-    from worker.training.trainer import validate_hyperparameters
+    from worker.training.hyperparameters import validate_hyperparameters
 
     try:
         return validate_hyperparameters(method, hyperparameters)

@@ -232,6 +232,8 @@ def test_hyperparameters_merge_over_the_documented_defaults() -> None:
     assert reward["learning_rate"] == 1e-5 and "beta" not in reward
     assert reward["lora"] == {**LORA_DEFAULTS, "r": 8}
     assert validate_hyperparameters("reward", {})["lora"] is None
+    # The server stores the merged dict and the worker checks it again: same answer.
+    assert validate_hyperparameters("reward", reward) == reward
     with pytest.raises(ValueError, match="method"):
         validate_hyperparameters("ppo", {})
 

