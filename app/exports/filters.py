@@ -52,6 +52,7 @@ class ExportFilters(BaseModel):
     since: datetime | None = None
     until: datetime | None = None
     tag: str | None = Field(default=None, max_length=100)
+    round: int | None = Field(default=None, ge=1)  # a labeling round (1: what was imported)
 
     @field_validator("sources")
     @classmethod

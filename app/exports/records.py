@@ -78,6 +78,9 @@ def _conditions(project_id: int, filters: ExportFilters, rule_set_id: int | None
         cond.append(c.decided_at >= _utc(filters.since))
     if filters.until is not None:
         cond.append(c.decided_at <= _utc(filters.until))
+    if filters.round is not None:
+        cond.append(c.item_id.in_(select(Item.id).where(Item.project_id == project_id,
+                                                        Item.round == filters.round)))
     return cond
 
 

@@ -67,7 +67,8 @@ def spec_from_form(form: dict[str, str], sources: list[str]) -> SnapshotIn:
                                   min_confidence=number("min_confidence"),
                                   rule_set_version=int(version) if version else None,
                                   since=date("since"), until=date("until"),
-                                  tag=form.get("tag") or None),
+                                  tag=form.get("tag") or None,
+                                  round=int(number("round")) if number("round") else None),
             split=SplitIn(test_fraction=test_fraction, seed=int(number("seed") or 0))
             if test_fraction else None)
     except ValidationError as exc:

@@ -30,7 +30,7 @@ from app.models import (
 
 FORMAT_VERSION = 1
 BATCH = 500
-PARQUET_COLUMNS = ("external_id", "prompt", "metadata", "gold", "responses", "labels",
+PARQUET_COLUMNS = ("external_id", "prompt", "metadata", "round", "gold", "responses", "labels",
                    "ai_labels", "adjudications", "consensus", "tandem")
 
 
@@ -73,6 +73,7 @@ def record(item: Item, responses: list[Response], labels: list[HumanLabel],
         "external_id": item.external_id,
         "prompt": item.prompt,
         "metadata": item.meta or {},
+        "round": item.round,
         "gold": refs.rs(gold) if gold else None,
         "responses": [{"text": r.text, "model": r.model_name, "source": r.source,
                        "parent": refs.r(r.parent_response_id),
@@ -159,15 +160,17 @@ def _load(db: Session, project_id: int, items: list[Item]) -> list[dict[str, Any
 
 def iter_batches(*, project_id: int, filters: ExportFilters, tally: Tally | None = None
                  ) -> Iterator[list[tuple[Item, dict[str, Any]]]]:
-    """Every item of the project (only the tag filter applies: this is the whole record),
-    in id order, a batch per transaction."""
+    """Every item of the project (only the tag and round filters apply: this is the whole
+    record), in id order, a batch per transaction."""
     tally = tally if tally is not None else Tally()
     after = 0
     while True:
         with session_scope() as db:
-            items = list(db.scalars(select(Item).where(
-                Item.project_id == project_id, Item.ready, Item.id > after)
-                .order_by(Item.id).limit(BATCH)))
+            query = select(Item).where(Item.project_id == project_id, Item.ready,
+                                       Item.id > after)
+            if filters.round is not None:
+                query = query.where(Item.round == filters.round)
+            items = list(db.scalars(query.order_by(Item.id).limit(BATCH)))
             if not items:
                 return
             after = items[-1].id

@@ -126,6 +126,8 @@ def _restore_item(ctx: _Context, item_id: int, parsed: ParsedItem, rids: list[in
         db.execute(update(Item).where(Item.id == item_id).values(
             gold={"ranking": rs(parsed.gold)}, is_gold=True))
     history = parsed.history or {}
+    if history.get("round", 1) != 1:
+        db.execute(update(Item).where(Item.id == item_id).values(round=history["round"]))
     for n, lab in enumerate(history.get("labels", [])):
         user_id = ctx.user(lab.get("labeler"))
         if user_id is None:

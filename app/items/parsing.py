@@ -210,6 +210,11 @@ def validate_record(obj: Any, *, line: int, limits: Limits) -> ParsedItem:
         if any(not isinstance(v, list) for v in history.values()):
             raise RecordError("wrong type: 'labels', 'ai_labels' and 'adjudications' must "
                               "be lists")
+        labeling_round = obj.get("round", 1)
+        if not isinstance(labeling_round, int) or isinstance(labeling_round, bool) \
+                or labeling_round < 1:
+            raise RecordError("wrong type: 'round' must be a whole number from 1")
+        history["round"] = labeling_round
     originals = sum(1 for r in responses if r.source != "human_edit")
     gold = _gold(obj.get("gold"), originals)
     ext = obj.get("external_id", obj.get("id"))
@@ -221,7 +226,7 @@ def validate_record(obj: Any, *, line: int, limits: Limits) -> ParsedItem:
     metadata = obj.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise RecordError("wrong type: 'metadata' must be an object")
-    skip = RESERVED | ({"tandem", "consensus", *HISTORY_KEYS} if full else set())
+    skip = RESERVED | ({"tandem", "consensus", "round", *HISTORY_KEYS} if full else set())
     extra = {k: v for k, v in obj.items() if k not in skip}
     return ParsedItem(
         line=line,

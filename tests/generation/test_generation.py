@@ -55,6 +55,23 @@ def test_a_checkpoint_writes_the_next_round(client, db, tiny_models) -> None:
     assert rounds[1]["round"] == 2 and rounds[1]["items"] == 4
     assert rounds[1]["generation_run"] == run["id"] and rounds[1]["labels"] == 0
 
+    # Label round 2, snapshot it alone, and the overview shows which round it holds.
+    label_all(project, admin, lambda t: {"choice": "b", "strength": 2}, key="r2")
+    from app.exports.schemas import SnapshotIn
+    from app.exports.snapshots import build_snapshot, create_snapshot
+
+    snap = write(create_snapshot, project=project, user=admin, enqueue=False,
+                 spec=SnapshotIn(filters={"round": 2}))
+    build_snapshot(snapshot_id=snap.id)
+    db.rollback()
+    from app.models import ExportSnapshot
+
+    built = db.get(ExportSnapshot, snap.id)
+    assert built.rows == 4 and built.manifest["filters"]["round"] == 2
+    rounds = client.get(f"/api/v1/projects/{project.id}/rounds", headers=headers).json()
+    assert rounds[0]["snapshots"] == [] and rounds[1]["snapshots"] == [snap.id]
+    assert rounds[1]["labels"] == 4
+
 
 def _register(db, project_id: int, uri: str) -> int:  # noqa: ANN001
     checkpoint = ModelCheckpoint(project_id=project_id, kind="dpo", name="tiny", uri=uri,
