@@ -50,9 +50,23 @@
     if (notice) setTimeout(() => notice.classList.add("fade"), 1500);
   }
 
+  // A key can arrive between htmx inserting a new panel and wiring it up; a click then
+  // would submit the plain form (a full page load that loses the panel's state). Wiring
+  // the form first is harmless when htmx has already done it.
+  function ready(el) {
+    const f = el && el.closest ? el.closest("form") : null;
+    if (f && window.htmx && f.hasAttribute("hx-post")) window.htmx.process(f);
+    return el;
+  }
+
+  function press(el) {
+    if (el) ready(el).click();
+    return !!el;
+  }
+
   function submitLabel() {
     const f = form();
-    if (f) f.requestSubmit();
+    if (f) ready(f).requestSubmit();
   }
 
   // The review queue: A approve, 1-8 best response, E edit, Ctrl+Enter save the edit, S skip.
@@ -60,15 +74,15 @@
     const form = $("#review-form");
     if (!form) return false;
     if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey) && ev.target.closest && ev.target.closest("#review-editor")) {
-      $("#review-edit").click();
+      press($("#review-edit"));
       return true;
     }
     if (typing(ev.target) || ev.altKey || ev.ctrlKey || ev.metaKey) return false;
     const key = ev.key.toLowerCase();
-    if (key === "a") { $("#review-approve").click(); return true; }
-    if (key === "s") { $("#review-skip").click(); return true; }
+    if (key === "a") return press($("#review-approve"));
+    if (key === "s") return press($("#review-skip"));
     if (key === "e") { const d = $("#review-editor"); d.open = true; $("textarea", d).focus(); return true; }
-    if (/^[1-8]$/.test(ev.key)) { const b = $(`button[data-best-index="${ev.key}"]`, form); if (b) { b.click(); return true; } }
+    if (/^[1-8]$/.test(ev.key)) return press($(`button[data-best-index="${ev.key}"]`, form));
     return false;
   }
 
@@ -77,9 +91,9 @@
     const form = $("#adjudication-form");
     if (!form || typing(ev.target) || ev.altKey || ev.ctrlKey || ev.metaKey) return false;
     const key = ev.key.toLowerCase();
-    if (key === "s") { $("#adjudication-skip").click(); return true; }
-    if (key === "t" && $("#adjudication-tie")) { $("#adjudication-tie").click(); return true; }
-    if (/^[1-8]$/.test(ev.key)) { const b = $(`button[data-adj-best-index="${ev.key}"]`, form); if (b) { b.click(); return true; } }
+    if (key === "s") return press($("#adjudication-skip"));
+    if (key === "t") return press($("#adjudication-tie"));
+    if (/^[1-8]$/.test(ev.key)) return press($(`button[data-adj-best-index="${ev.key}"]`, form));
     return false;
   }
 
@@ -95,7 +109,7 @@
     if (ev.altKey || ev.ctrlKey || ev.metaKey) return;
     const key = ev.key.toLowerCase();
     if (!f) {
-      if (key === "n" && $("#next-item")) { $("#next-item").click(); ev.preventDefault(); }
+      if (key === "n" && press($("#next-item"))) ev.preventDefault();
       return;
     }
     const type = f.dataset.taskType;
@@ -114,7 +128,7 @@
     if (key === "j" || ev.key === "ArrowDown") { select(selected + 1); ev.preventDefault(); return; }
     if (key === "k" || ev.key === "ArrowUp") { select(selected - 1); ev.preventDefault(); return; }
     if (key === "r") { ruleChord = true; ev.preventDefault(); return; }
-    if (key === "s") { $("#skip-item").click(); ev.preventDefault(); return; }
+    if (key === "s") { press($("#skip-item")); ev.preventDefault(); return; }
     if (ev.key === "/") { const r = $("textarea[name=rationale]", f); if (r) r.focus(); ev.preventDefault(); return; }
     if (type === "pairwise" && /^[1-5]$/.test(ev.key)) {
       const radio = $(`input[name=scale][value="${ev.key}"]`, f);
