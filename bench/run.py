@@ -411,6 +411,12 @@ def fill_labels(ctx: dict, target_items: int) -> dict:
              "time_spent_ms": 1000, "created_at": now}
             for aid, item_id, user_id in todo
         ])
+        # What the labeling service does per label, in bulk: recount, and mark the items'
+        # consensus for recomputing (the export refreshes it before streaming).
+        db.execute(update(Item).where(Item.project_id == pid, Item.id.in_(
+            [item_id for _, item_id, _ in todo])).values(
+            consensus_stale=True, label_count=select(func.count()).select_from(HumanLabel)
+            .where(HumanLabel.item_id == Item.id).scalar_subquery()))
         added = len(todo)
     return {"added": added, "seconds": time.perf_counter() - t0}
 

@@ -24,7 +24,7 @@ SOURCE_NAMES = {"human": "human labels", "ai_accepted": "AI accepted",
 def analytics_page(request: Request, project_id: int, user: User = Depends(require_user),
                    db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.SEE_PROGRESS)
-    refresh_for_page(db, project_id=project_id)
+    stale = refresh_for_page(db, project_id=project_id)
     a = project_analytics(db, project=access.project)
     labelers = a.labelers
 
@@ -70,4 +70,5 @@ def analytics_page(request: Request, project_id: int, user: User = Depends(requi
                 "Judge agrees with people, by day judged", "judge_rules":
                 "Judge agrees with people, per rule", "progress": "Items"}
     return render(request, "analytics/page.html", {"project": access.project, "a": a,
-                                                    "figures": figures, "captions": captions})
+                                                    "figures": figures, "captions": captions,
+                                                    "stale": stale})

@@ -172,8 +172,13 @@ def update_reliability(project_id: int) -> dict[int, float]:
     return weights
 
 
-def refresh_for_page(db: Session, *, project_id: int, limit: int = 20_000) -> None:
-    """Bring consensus up to date before a page reads it (a GET's read session only).
+PAGE_REFRESH_LIMIT = 2_000  # about a second of work; the rest goes to a worker
+
+
+def refresh_for_page(db: Session, *, project_id: int, limit: int = PAGE_REFRESH_LIMIT) -> int:
+    """Bring consensus up to date before a page reads it (a GET's read session only), up to
+    ``limit`` items; more than that is left to a background task. Returns how many items
+    are still stale, for the page to say so.
 
     The refresh commits in its own transactions; ending this session's read transaction
     afterwards lets the page's next query see them (SQLite keeps a snapshot per read
@@ -181,6 +186,12 @@ def refresh_for_page(db: Session, *, project_id: int, limit: int = 20_000) -> No
     """
     refresh(project_id, limit=limit)
     db.commit()
+    left = repository.count_stale(db, project_id=project_id)
+    if left:
+        from app.core.celery import get_celery
+
+        get_celery().send_task("consensus.refresh", args=[project_id])
+    return left
 
 
 def set_gold(db: Session, *, project: Project, item_id: int, ranking: list[int] | None) -> Item:

@@ -9,7 +9,7 @@ from celery import Celery
 from app.core.config import Settings, get_settings
 
 TASK_MODULES = ["app.items.tasks", "app.judging.tasks", "app.exports.tasks",
-                "app.generation.tasks", "worker.training.tasks"]
+                "app.generation.tasks", "app.consensus.tasks", "worker.training.tasks"]
 # "train" is consumed only by training workers (GPU machines): `tandem worker --queues train`.
 QUEUES = ("import", "export", "judge", "generate", "train")
 
@@ -39,6 +39,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_default_queue="import",
         task_routes={"items.*": {"queue": "import"}, "exports.*": {"queue": "export"},
+                     "consensus.*": {"queue": "export"},
                      "judging.*": {"queue": "judge"}, "training.*": {"queue": "train"},
                      "generation.*": {"queue": "generate"}},
         task_serializer="json",
