@@ -27,6 +27,15 @@ PG_ADMIN_URL = os.environ.get("TANDEM_BENCH_PG_ADMIN_URL",
 REDIS_URL = os.environ.get("TANDEM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 
+def git_commit() -> str:
+    """The commit the figures were measured at, for the results file."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 # --------------------------------------------------------------------------- databases
 
 @dataclass

@@ -34,6 +34,7 @@ from bench.common import (  # noqa: E402
     Backend,
     create_backend,
     drop_backend,
+    git_commit,
     migrate,
 )
 
@@ -274,14 +275,6 @@ def table(builds: list[dict]) -> str:
                      for row in lines)
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,100000,1000000",
@@ -309,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         # Tasks go to a folder broker in the data dir, removed with it; no worker runs them.
         backend.env["TANDEM_BROKER_URL"] = ""
     keep_db = args.keep or bool(args.reuse)
-    out: dict = {"timestamp": stamp, "commit": _git_commit(), "cpus": os.cpu_count(),
+    out: dict = {"timestamp": stamp, "commit": git_commit(), "cpus": os.cpu_count(),
                  "python": platform.python_version(), "platform": platform.platform(),
                  "database": backend.pg_name, "sizes": sizes,
                  "targets": {"rows_per_s": ROWS_PER_S_TARGET, "peak_mb": PEAK_MB_TARGET},

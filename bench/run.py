@@ -13,7 +13,6 @@ import os
 import platform
 import random
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -34,6 +33,7 @@ from bench.common import (  # noqa: E402
     Server,
     create_backend,
     drop_backend,
+    git_commit,
     migrate,
     peak_rss_kb,
     reset_peak_rss,
@@ -587,14 +587,6 @@ def table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
@@ -630,13 +622,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nTandem benchmark, {args.items} items, {args.labels} labels by {args.labelers} "
           f"labelers (think {args.think_ms:.0f} ms), k={K}; {os.cpu_count()} CPUs; "
-          f"commit {_git_commit()}; "
+          f"commit {git_commit()}; "
           f"total {time.perf_counter() - t0:.0f} s\n")
     print(table(results))
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{stamp}.json"
     path.write_text(json.dumps({
-        "timestamp": stamp, "commit": _git_commit(), "cpus": os.cpu_count(),
+        "timestamp": stamp, "commit": git_commit(), "cpus": os.cpu_count(),
         "python": platform.python_version(), "platform": platform.platform(),
         "config": {"items": args.items, "labels": args.labels, "labelers": args.labelers, "k": K,
                    "think_ms": args.think_ms,
