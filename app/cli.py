@@ -273,7 +273,8 @@ def demo() -> None:
 @click.option("--port", default=8000, type=int)
 @click.pass_context
 def dev(ctx: click.Context, host: str, port: int) -> None:
-    """Migrate, seed the demo, then run the web server and a worker until Ctrl-C."""
+    """Migrate, seed the demo, then run the web server, a worker and a training worker
+    until Ctrl-C."""
     from app.demo.seed import ADMIN, LABELERS
 
     settings = get_settings()
@@ -285,6 +286,9 @@ def dev(ctx: click.Context, host: str, port: int) -> None:
                           "--port", str(port)], cwd=ROOT, env=env),
         subprocess.Popen(_worker_argv("import,export,judge,generate", 1, "solo"), cwd=ROOT,
                          env=env),
+        # A training worker, as a GPU machine would run one: it reaches this server by URL.
+        subprocess.Popen(_worker_argv("train", 1, "solo"), cwd=ROOT, env=dict(
+            env, TANDEM_BASE_URL=f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}")),
     ]
     click.echo(
         f"\n  Tandem is running at http://{host}:{port}\n"
