@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from app.auth.deps import ApiPrincipal, DbSession, api_principal
-from app.core.errors import NotFound
+from app.core.errors import Forbidden, NotFound
 from app.exports import snapshots
 from app.exports.formats import ExportFormat
 from app.exports.router import file_response, snapshot_json, stream_export
@@ -21,6 +21,7 @@ from app.items.router import check_declared_size, file_format_of, read_upload
 from app.labeling.service import project_progress
 from app.projects import repository
 from app.projects.policies import Action, authorize
+from app.training.service import worker_may_download
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
@@ -148,8 +149,15 @@ def api_get_snapshot(project_id: int, snapshot_id: int,
 def api_snapshot_file(project_id: int, snapshot_id: int, name: str,
                       p: ApiPrincipal = Depends(api_principal),
                       db: Session = DbSession) -> Response:
-    p.check(project_id=project_id, scope="export")
-    authorize(db, user=p.user, project_id=project_id, action=Action.EXPORT)
+    """A snapshot's file: for a token with the export scope, or for the training worker of
+    a run on this snapshot (its own per-run token)."""
+    if p.token is not None and "worker" in p.token.scopes:
+        p.check(project_id=project_id, scope="worker")
+        if not worker_may_download(db, token_id=p.token.id, snapshot_id=snapshot_id):
+            raise Forbidden("This worker token is for another snapshot or a finished run.")
+    else:
+        p.check(project_id=project_id, scope="export")
+        authorize(db, user=p.user, project_id=project_id, action=Action.EXPORT)
     return file_response(db, project_id=project_id, snapshot_id=snapshot_id, name=name)
 
 

@@ -14,7 +14,9 @@ from app.core.security import hash_password, new_token, sha256_hex, verify_passw
 from app.models import ApiToken, User, UserSession
 from app.models.types import utcnow
 
-API_SCOPES = ("import", "export", "read", "judge", "train")
+# "worker" is the training worker's per-attempt token: it may only claim, report and finish
+# its own run and download that run's snapshot (app.training).
+API_SCOPES = ("import", "export", "read", "judge", "train", "worker")
 TOKEN_PREFIX = "tdm_"
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.judging.schemas import ENV_NAME
 
 
 class SamplingIn(BaseModel):
@@ -27,3 +29,11 @@ class GenerationIn(BaseModel):
     api_key_env: str | None = Field(default=None, max_length=100)
     source_round: int | None = Field(default=None, ge=1)  # prompts of this round (None: all)
     sampling: SamplingIn = Field(default_factory=SamplingIn)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        v = (v or "").strip() or None
+        if v is not None and (not ENV_NAME.match(v) or v.upper().startswith("TANDEM_")):
+            raise ValueError("the name of an environment variable (not one of Tandem's own)")
+        return v

@@ -38,6 +38,8 @@ class JudgeConfigIn(BaseModel):
         if not ENV_NAME.match(v):
             raise ValueError("give the NAME of the environment variable that holds the key "
                              "(like OPENAI_API_KEY), never the key itself")
+        if v.upper().startswith("TANDEM_"):
+            raise ValueError("Tandem's own settings (TANDEM_*) are never sent to an endpoint")
         return v
 
 

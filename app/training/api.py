@@ -105,7 +105,7 @@ def _worker(p: ApiPrincipal, db: Session, run_id: int) -> int | None:
     run: TrainingRun | None = repository.get_run(db, run_id=run_id)
     if run is None:
         raise NotFound("No such training run.")
-    p.check(project_id=run.project_id, scope="train")
+    p.check(project_id=run.project_id, scope="worker")
     return p.token.id if p.token is not None else None
 
 

@@ -23,6 +23,10 @@ def get_run(db: Session, *, run_id: int, lock: bool = False) -> TrainingRun | No
     return db.scalar(query)
 
 
+def run_of_token(db: Session, *, token_id: int) -> TrainingRun | None:
+    return db.scalar(select(TrainingRun).where(TrainingRun.api_token_id == token_id))
+
+
 def metrics(db: Session, *, run_id: int, attempt: int, limit: int = 5000) -> list[TrainingMetric]:
     return list(db.scalars(select(TrainingMetric).where(
         TrainingMetric.run_id == run_id, TrainingMetric.attempt == attempt)

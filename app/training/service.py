@@ -75,10 +75,17 @@ def start_run(db: Session, *, project: Project, user: User, data: TrainingRunIn)
 def _queue_attempt(db: Session, *, run: TrainingRun, user: User) -> None:
     issued = create_api_token(db, user=user, project_id=run.project_id,
                               name=f"training run {run.id} attempt {run.attempt}",
-                              scopes=["train", "export"])
+                              scopes=["worker"])
     run.api_token_id = issued.token.id
     db.flush()
     enqueue_after_commit(db, "training.run", run.id, run.attempt, issued.secret)
+
+
+def worker_may_download(db: Session, *, token_id: int, snapshot_id: int) -> bool:
+    """A worker token reads only the snapshot of the run it was issued for, while it runs."""
+    run = repository.run_of_token(db, token_id=token_id)
+    return run is not None and run.snapshot_id == snapshot_id and run.status in (
+        TrainingStatus.QUEUED, TrainingStatus.RUNNING)
 
 
 def get_run(db: Session, *, project_id: int, run_id: int) -> TrainingRun:

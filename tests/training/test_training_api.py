@@ -49,6 +49,17 @@ def test_a_worker_claims_reports_and_finishes_through_the_api(client) -> None:
     again = client.post(f"/api/v1/training-runs/{run_id}/claim", headers=worker,
                         json={"worker": "gpu-2", "attempt": 1})
     assert again.status_code == 409  # one worker per attempt
+    other = snapshot(client, admin, project.id, format="conversational")
+    stolen = client.get(f"/api/v1/projects/{project.id}/snapshots/{other['id']}/files/"
+                        "train.jsonl", headers=worker)
+    assert stolen.status_code == 403  # only the run's own snapshot
+    # The worker's token does a worker's job only: no new runs, snapshots or generations.
+    assert client.post(f"/api/v1/projects/{project.id}/training-runs", headers=worker,
+                       json={"snapshot_id": snap["id"]}).status_code == 403
+    assert client.post(f"/api/v1/projects/{project.id}/snapshots", headers=worker,
+                       json={}).status_code == 403
+    assert client.post(f"/api/v1/projects/{project.id}/generation-runs", headers=worker,
+                       json={}).status_code == 403
 
     answer = client.post(f"/api/v1/training-runs/{run_id}/report", headers=worker, json={
         "attempt": 1, "log": ["step 1 done"],
