@@ -72,7 +72,7 @@ def decide(x: ItemInputs, *, threshold: float, weights: dict[int, float] | None)
                        x.adjudication.created_at)
     ai = x.ai_label
     if x.review is not None and ai is not None:
-        ranking = list(x.review.ranking)
+        ranking = list(x.review.ranking or [])
         # a reviewer's edit is among the item's edits: preferred over what it came from
         pairs = aggregate.ranking_pairs(ranking)
         out = decided(ConsensusSource.AI_REVIEWED, ranking, pairs + edits,

@@ -71,17 +71,16 @@ class _Context:
         return self.runs[key]
 
 
-def _when(value: str | None) -> datetime:
+def _when(value: datetime | str | None) -> datetime:
+    """A checked timestamp (app.items.history_schema), in UTC; now when there is none."""
+    from datetime import UTC
+
     from app.models.types import utcnow
 
     if not value:
         return utcnow()
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        from datetime import UTC
-
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+    parsed = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def restore(db: Session, *, project_id: int, task_type: str,

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.items.history_schema import check_history
+
 ROLES = {"system", "user", "assistant"}
 MAX_ERRORS_REPORTED = 200
 RESERVED = {"external_id", "id", "prompt", "responses", "metadata", "gold"}
@@ -210,6 +212,10 @@ def validate_record(obj: Any, *, line: int, limits: Limits) -> ParsedItem:
         if any(not isinstance(v, list) for v in history.values()):
             raise RecordError("wrong type: 'labels', 'ai_labels' and 'adjudications' must "
                               "be lists")
+        try:
+            history = check_history(history, len(responses)).model_dump()
+        except ValueError as exc:
+            raise RecordError(str(exc)) from None
         labeling_round = obj.get("round", 1)
         if not isinstance(labeling_round, int) or isinstance(labeling_round, bool) \
                 or labeling_round < 1:

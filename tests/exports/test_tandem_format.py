@@ -98,3 +98,31 @@ def test_round_trip_through_the_full_fidelity_format_loses_nothing(client, db) -
     db.rollback()
     labels = db.query(HumanLabel).filter_by(project_id=source.id).count()
     assert labels >= 8 and db.query(HumanLabel).filter_by(project_id=target.id).count() == labels
+
+
+def test_a_bad_full_fidelity_line_is_reported_and_nothing_is_imported(client) -> None:
+    admin = make_user("admin@example.org", admin=True)
+    project = make_project(admin)
+    token = write(create_api_token, user=admin, project_id=project.id, name="t",
+                  scopes=["import"]).secret
+    good = {"tandem": 1, "external_id": "g", "prompt": "P", "responses": ["a", "b"],
+            "labels": [{"labeler": "x@example.org", "choice": "a", "strength": 1, "a": 0,
+                        "b": 1}]}
+    bad_lines = [
+        {**good, "external_id": "b1", "labels": ["not an object"]},
+        {**good, "external_id": "b2", "labels": [{"labeler": "x@example.org",
+                                                  "created_at": "yesterday"}]},
+        {**good, "external_id": "b3", "ai_labels": [{"reviews": [{"action": "approve"}]}]},
+        {**good, "external_id": "b4", "labels": [{"labeler": "x@example.org", "ranking": [0, 7]}]},
+        {**good, "external_id": "b5", "labels": [good["labels"][0], good["labels"][0]]},
+    ]
+    response = client.post(f"/api/v1/projects/{project.id}/items",
+                           headers={"Authorization": f"Bearer {token}"},
+                           json={"items": [good, *bad_lines]})
+    assert response.status_code == 422, response.text
+    errors = {e["line"]: e["message"] for e in response.json()["errors"]}
+    assert set(errors) == {2, 3, 4, 5, 6}
+    assert "labels.0" in errors[2] and "created_at" in errors[3]
+    assert "ranking" in errors[4] and "names response 7" in errors[5]
+    assert "twice: x@example.org" in errors[6]
+    assert response.json()["created"] == 0
