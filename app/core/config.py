@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Training workers save checkpoints here (a shared disk or mount when they run on other
     # machines than the judge workers that load them); they talk to the server at base_url.
     artifacts_dir: Path | None = None
+    # A snapshot build or generation run whose task copy has not reported for this long may
+    # be taken over by a redelivered copy (longer than the broker's visibility timeout).
+    job_claim_stale_s: float = 1200.0
     training_heartbeat_s: float = 10.0
     # A running training run whose worker sent nothing for this long is marked failed.
     training_heartbeat_timeout_s: float = 120.0

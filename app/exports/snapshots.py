@@ -11,20 +11,23 @@ from __future__ import annotations
 import functools
 import gc
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.consensus import service as consensus
@@ -44,6 +47,7 @@ from app.models.exports import SnapshotStatus
 from app.models.types import utcnow
 
 FINGERPRINTS = "rows.fingerprints"
+log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 1.0  # the export page polls about once a second
 
 
@@ -131,31 +135,48 @@ class _Build:
     version: int
     lineage: str
     name: str
+    owner: str = ""
+
+
+class Superseded(Exception):
+    """Another copy of the task took the build over (this one was silent too long)."""
 
 
 def build_snapshot(*, snapshot_id: int) -> None:
-    """Body of the ``exports.build_snapshot`` task: idempotent, safe to run again."""
+    """Body of the ``exports.build_snapshot`` task: idempotent, safe to run again.
+
+    A copy claims the snapshot with an owner token; a redelivered copy takes over only from
+    one that has not reported for ``job_claim_stale_s``. Every later write checks the owner,
+    so two copies never both write the row, and each builds in its own folder.
+    """
+    owner = uuid.uuid4().hex
+    now = utcnow()
+    stale = now - timedelta(seconds=get_settings().job_claim_stale_s)
     with session_scope(write=True) as db:
         claimed = db.execute(
             update(ExportSnapshot)
             .where(ExportSnapshot.id == snapshot_id,
-                   ExportSnapshot.status.in_([SnapshotStatus.QUEUED, SnapshotStatus.RUNNING]))
-            .values(status=SnapshotStatus.RUNNING, started_at=utcnow(), done=0)
+                   or_(ExportSnapshot.status == SnapshotStatus.QUEUED,
+                       and_(ExportSnapshot.status == SnapshotStatus.RUNNING,
+                            or_(ExportSnapshot.heartbeat_at.is_(None),
+                                ExportSnapshot.heartbeat_at < stale))))
+            .values(status=SnapshotStatus.RUNNING, started_at=now, done=0, owner=owner,
+                    heartbeat_at=now)
         ).rowcount
         if not claimed:
-            return  # gone, or finished already: a finished snapshot never changes
+            return  # gone, finished (a finished snapshot never changes), or being built
         snapshot = db.get(ExportSnapshot, snapshot_id)
         project = db.get(Project, snapshot.project_id)
         job = _Build(snapshot_id, snapshot.project_id, project.name, spec_of(snapshot),
-                     snapshot.version, snapshot.lineage, snapshot.name)
+                     snapshot.version, snapshot.lineage, snapshot.name, owner)
     final = snapshots_root() / f"project-{job.project_id}" / f"snapshot-{snapshot_id}"
     if (final / "manifest.json").exists():
-        _succeed(job, final)  # a run that died after the rename: the files are complete
+        _succeed(job, final)  # a copy that died after the rename: the files are complete
         return
-    tmp = final.with_name(final.name + ".tmp")
+    tmp = final.with_name(f"{final.name}.tmp-{owner}")
     try:
-        consensus.refresh(job.project_id)
-        shutil.rmtree(tmp, ignore_errors=True)
+        consensus.refresh(job.project_id,
+                          progress=lambda _: _progress(job, 0))  # a heartbeat meanwhile
         tmp.mkdir(parents=True)
         manifest = _write_files(job, tmp)
         (tmp / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
@@ -163,12 +184,23 @@ def build_snapshot(*, snapshot_id: int) -> None:
         for f in tmp.iterdir():
             _fsync(f)
             f.chmod(0o444)
-        os.replace(tmp, final)
+        _progress(job, -1)  # still ours? (raises Superseded if not)
+        try:
+            os.rename(tmp, final)  # fails if another copy's folder is already there
+        except OSError:
+            if not (final / "manifest.json").exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
         _succeed(job, final)
+    except Superseded:
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.info("snapshot %s: another copy of the task took over", snapshot_id)
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         with session_scope(write=True) as db:
-            db.execute(update(ExportSnapshot).where(ExportSnapshot.id == snapshot_id).values(
+            db.execute(update(ExportSnapshot).where(
+                ExportSnapshot.id == snapshot_id, ExportSnapshot.owner == owner,
+                ExportSnapshot.status == SnapshotStatus.RUNNING).values(
                 status=SnapshotStatus.FAILED, finished_at=utcnow(),
                 error=f"export failed: {type(exc).__name__}: {exc}"[:2000]))
         raise
@@ -183,19 +215,27 @@ def _succeed(job: _Build, folder: Path) -> None:
     raw = (folder / "manifest.json").read_bytes()
     manifest = orjson.loads(raw)
     with session_scope(write=True) as db:
-        db.execute(update(ExportSnapshot).where(ExportSnapshot.id == job.snapshot_id).values(
+        db.execute(update(ExportSnapshot).where(
+            ExportSnapshot.id == job.snapshot_id, ExportSnapshot.owner == job.owner,
+            ExportSnapshot.status == SnapshotStatus.RUNNING).values(
             status=SnapshotStatus.SUCCEEDED, finished_at=utcnow(), manifest=manifest,
             sha256=hashlib.sha256(raw).hexdigest(), rows=manifest["counts"]["rows"],
             path=str(folder.relative_to(snapshots_root())), error=None))
 
 
-def _progress(snapshot_id: int, done: int, total: int | None = None) -> None:
-    values: dict[str, int] = {"done": done}
+def _progress(job: _Build, done: int, total: int | None = None) -> None:
+    """Progress, and the owner's heartbeat (``done`` < 0: the heartbeat alone)."""
+    values: dict[str, Any] = {"heartbeat_at": utcnow()}
+    if done >= 0:
+        values["done"] = done
     if total is not None:
         values["total"] = total
     with session_scope(write=True) as db:
-        db.execute(update(ExportSnapshot).where(ExportSnapshot.id == snapshot_id)
-                   .values(**values))
+        changed = db.execute(update(ExportSnapshot).where(
+            ExportSnapshot.id == job.snapshot_id, ExportSnapshot.owner == job.owner,
+            ExportSnapshot.status == SnapshotStatus.RUNNING).values(**values)).rowcount
+    if not changed:
+        raise Superseded()
 
 
 @contextmanager
@@ -226,7 +266,7 @@ def _write_files(job: _Build, folder: Path) -> dict[str, Any]:
                                                  filters=spec.filters)
             records_mod.tally_statuses(db, project_id=job.project_id, filters=spec.filters,
                                        tally=tally)
-        _progress(job.snapshot_id, 0, total)
+        _progress(job, 0, total)
         shown = time.monotonic()
         with _gc_paused():
             for batch in _batches(job, tally):
@@ -235,9 +275,9 @@ def _write_files(job: _Build, folder: Path) -> dict[str, Any]:
                     for row in rows:
                         writer.write(row)
                 if time.monotonic() - shown >= PROGRESS_EVERY_S:
-                    _progress(job.snapshot_id, tally.items)
+                    _progress(job, tally.items)
                     shown = time.monotonic()
-        _progress(job.snapshot_id, tally.items)
+        _progress(job, tally.items)
         files = [out[side].close() for side in sides]
     except BaseException:
         for w in out.values():

@@ -7,12 +7,15 @@ the end, as large imports are; a run that dies is started over from nothing.
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.errors import BadRequest, NotFound
 from app.core.jobs import enqueue_after_commit
@@ -53,9 +56,16 @@ def start_generation(db: Session, *, project: Project, user: User | None,
             raise BadRequest("A reward model scores responses; generate with a policy "
                              "(a DPO checkpoint or a base model).")
         model, checkpoint_id = checkpoint.uri, checkpoint.id
+    # Under the project's lock, so two runs started together get rounds of their own.
+    db.execute(select(Project.id).where(Project.id == project.id).with_for_update())
     latest = db.scalar(select(func.max(Item.round)).where(Item.project_id == project.id))
     if not latest:
         raise BadRequest("The project has no items whose prompts could be answered.")
+    pending = db.scalar(select(func.max(GenerationRun.round)).where(
+        GenerationRun.project_id == project.id,
+        GenerationRun.status.in_([GenerationStatus.QUEUED, GenerationStatus.RUNNING,
+                                  GenerationStatus.SUCCEEDED]))) or 0
+    latest = max(latest, pending)
     run = GenerationRun(project_id=project.id, source_round=data.source_round,
                         round=latest + 1, k=data.k, provider=data.provider, model=model,
                         checkpoint_id=checkpoint_id, base_url=data.base_url,
@@ -84,18 +94,48 @@ def _sources(db: Session, run: GenerationRun) -> list[Item]:
     return out
 
 
-def run_generation(*, run_id: int) -> None:
-    """Body of the ``generation.run`` task: idempotent, safe to run again after a crash."""
+class Superseded(Exception):
+    """Another copy of the task took the run over (this one was silent too long)."""
+
+
+def _claim(run_id: int, owner: str) -> bool:
+    now = utcnow()
+    stale = now - timedelta(seconds=get_settings().job_claim_stale_s)
     with session_scope(write=True) as db:
-        claimed = db.execute(update(GenerationRun).where(
+        return bool(db.execute(update(GenerationRun).where(
             GenerationRun.id == run_id,
-            GenerationRun.status.in_([GenerationStatus.QUEUED, GenerationStatus.RUNNING]))
-            .values(status=GenerationStatus.RUNNING, started_at=utcnow(), done=0)).rowcount
-        if not claimed:
-            return
+            or_(GenerationRun.status == GenerationStatus.QUEUED,
+                and_(GenerationRun.status == GenerationStatus.RUNNING,
+                     or_(GenerationRun.heartbeat_at.is_(None),
+                         GenerationRun.heartbeat_at < stale))))
+            .values(status=GenerationStatus.RUNNING, started_at=now, done=0, owner=owner,
+                    heartbeat_at=now)).rowcount)
+
+
+def _still_ours(db: Session, run_id: int, owner: str, **values: object) -> None:
+    """Update the run if this copy still owns it (and lock its row till commit); else stop."""
+    changed = db.execute(update(GenerationRun).where(
+        GenerationRun.id == run_id, GenerationRun.owner == owner,
+        GenerationRun.status == GenerationStatus.RUNNING)
+        .values(heartbeat_at=utcnow(), **values)).rowcount
+    if not changed:
+        raise Superseded()
+
+
+def run_generation(*, run_id: int) -> None:
+    """Body of the ``generation.run`` task: idempotent, safe to run again after a crash.
+
+    A copy claims the run with an owner token; a redelivered copy takes over only from one
+    that has not reported for ``job_claim_stale_s``, and starts over from nothing. Each
+    write first checks the owner under the run's row lock."""
+    owner = uuid.uuid4().hex
+    if not _claim(run_id, owner):
+        return  # gone, finished, or another copy is at work
+    with session_scope(write=True) as db:
+        _still_ours(db, run_id, owner)
         run = db.get(GenerationRun, run_id)
         db.execute(delete(Item).where(Item.generation_run_id == run_id, ~Item.ready))
-        sources = [(s.id, s.external_id, s.prompt, dict(s.meta or {})) for s in _sources(db, run)]
+        sources = [(s.external_id, s.prompt, dict(s.meta or {})) for s in _sources(db, run)]
         run.total = len(sources)
         db.flush()
         db.expunge(run)
@@ -105,24 +145,31 @@ def run_generation(*, run_id: int) -> None:
     try:
         for start in range(0, len(sources), BATCH):
             batch = sources[start:start + BATCH]
-            answers = [generator.generate(prompt_messages(prompt), run.k)
-                       for _, _, prompt, _ in batch]
+            answers = []
+            for n, (_, prompt, _) in enumerate(batch):
+                answers.append(generator.generate(prompt_messages(prompt), run.k))
+                with session_scope(write=True) as db:  # progress, and the heartbeat
+                    _still_ours(db, run_id, owner, done=start + n + 1)
             with session_scope(write=True) as db:
-                for (_, external_id, prompt, meta), texts in zip(batch, answers, strict=True):
+                _still_ours(db, run_id, owner)
+                for (external_id, prompt, meta), texts in zip(batch, answers, strict=True):
                     _write_item(db, run, external_id, prompt, meta, texts, name)
-                db.execute(update(GenerationRun).where(GenerationRun.id == run_id)
-                           .values(done=start + len(batch)))
         with session_scope(write=True) as db:
+            _still_ours(db, run_id, owner, status=GenerationStatus.SUCCEEDED,
+                        finished_at=utcnow())
             db.execute(update(Item).where(Item.generation_run_id == run_id)
                        .values(ready=True))
-            db.execute(update(GenerationRun).where(GenerationRun.id == run_id).values(
-                status=GenerationStatus.SUCCEEDED, finished_at=utcnow()))
+    except Superseded:
+        return
     except Exception as exc:
         with session_scope(write=True) as db:
-            db.execute(delete(Item).where(Item.generation_run_id == run_id, ~Item.ready))
-            db.execute(update(GenerationRun).where(GenerationRun.id == run_id).values(
+            mine = db.execute(update(GenerationRun).where(
+                GenerationRun.id == run_id, GenerationRun.owner == owner,
+                GenerationRun.status == GenerationStatus.RUNNING).values(
                 status=GenerationStatus.FAILED, finished_at=utcnow(),
-                error=f"generation failed: {type(exc).__name__}: {exc}"[:2000]))
+                error=f"generation failed: {type(exc).__name__}: {exc}"[:2000])).rowcount
+            if mine:
+                db.execute(delete(Item).where(Item.generation_run_id == run_id, ~Item.ready))
         raise
 
 

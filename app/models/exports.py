@@ -35,6 +35,10 @@ class ExportSnapshot(Base):
     filters: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     split: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     status: Mapped[str] = mapped_column(String(20), default=SnapshotStatus.QUEUED)
+    # the task copy building it, and when it last said so: a redelivered copy takes over
+    # only from a silent one
+    owner: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     total: Mapped[int] = mapped_column(Integer, default=0)  # items to go through
     done: Mapped[int] = mapped_column(Integer, default=0)
     rows: Mapped[int] = mapped_column(Integer, default=0)

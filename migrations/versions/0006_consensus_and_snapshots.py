@@ -112,6 +112,8 @@ def upgrade() -> None:
         sa.Column("filters", JSON_TYPE, nullable=False),
         sa.Column("split", JSON_TYPE, nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("owner", sa.String(length=32), nullable=True),
+        sa.Column("heartbeat_at", sa.DateTime(), nullable=True),
         sa.Column("total", sa.Integer(), nullable=False),
         sa.Column("done", sa.Integer(), nullable=False),
         sa.Column("rows", sa.Integer(), nullable=False),

@@ -34,6 +34,8 @@ def upgrade() -> None:
         sa.Column("api_key_env", sa.String(length=100), nullable=True),
         sa.Column("sampling", JSON_TYPE, nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("owner", sa.String(length=32), nullable=True),
+        sa.Column("heartbeat_at", sa.DateTime(), nullable=True),
         sa.Column("total", sa.Integer(), nullable=False),
         sa.Column("done", sa.Integer(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),

@@ -297,3 +297,43 @@ def test_min_confidence_filters_unreviewed_ai_labels(client) -> None:
     assert confident["rows"] == 3
     assert confident["manifest"]["counts"]["pairs_by_source"] == {"ai_accepted": 3}
     assert snapshot(client, headers, project.id, filters={"min_confidence": 0.99})["rows"] == 0
+
+
+def test_a_redelivered_build_leaves_a_live_one_alone_and_takes_over_a_silent_one(
+        client, app_env) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.core.db import session_scope
+    from app.models import ExportSnapshot
+    from app.models.types import utcnow
+
+    admin, project, headers = setup_project(3)
+    made = client.post(f"/api/v1/projects/{project.id}/snapshots", json={},
+                       headers=headers).json()
+
+    def mark(**values) -> None:  # noqa: ANN003
+        with session_scope(write=True) as db:
+            db.execute(update(ExportSnapshot).where(ExportSnapshot.id == made["id"])
+                       .values(**values))
+
+    # Another copy is building it right now (it reported a moment ago): hands off.
+    mark(status="running", owner="other-copy", heartbeat_at=utcnow())
+    build_snapshot(snapshot_id=made["id"])
+    got = client.get(f"/api/v1/projects/{project.id}/snapshots/{made['id']}",
+                     headers=headers).json()
+    assert got["status"] == "running" and got["manifest"] is None
+    # That copy went silent long ago (its worker died): the redelivered copy takes over.
+    mark(heartbeat_at=utcnow() - timedelta(hours=1))
+    build_snapshot(snapshot_id=made["id"])
+    done = client.get(f"/api/v1/projects/{project.id}/snapshots/{made['id']}",
+                      headers=headers).json()
+    assert done["status"] == "succeeded" and done["rows"] == 9  # 3 + 2 (a tie) + 3 + 1 edit
+    # A late copy of a finished build changes nothing.
+    build_snapshot(snapshot_id=made["id"])
+    again = client.get(f"/api/v1/projects/{project.id}/snapshots/{made['id']}",
+                       headers=headers).json()
+    assert again["sha256"] == done["sha256"] and again["status"] == "succeeded"
+    folder = app_env.data_dir / "exports" / f"project-{project.id}"
+    assert sorted(p.name for p in folder.iterdir()) == [f"snapshot-{made['id']}"]

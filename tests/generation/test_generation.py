@@ -117,3 +117,38 @@ def test_bad_generation_requests(client) -> None:
     bad = client.post(f"/api/v1/projects/{project.id}/generation-runs", headers=headers,
                       json={"model": "checkpoint:99"})
     assert bad.status_code == 404
+
+
+def test_a_redelivered_generation_leaves_a_live_run_alone(client, db) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.models import GenerationRun
+    from app.models.types import utcnow
+
+    _, project, headers = project_and_token()
+    with FakeOpenAI() as fake:
+        fake.default = ("json", completion("Generated."))
+        made = client.post(f"/api/v1/projects/{project.id}/generation-runs", headers=headers,
+                           json={"k": 2, "provider": "openai", "model": "g",
+                                 "base_url": fake.base_url}).json()
+        second = client.post(f"/api/v1/projects/{project.id}/generation-runs", headers=headers,
+                             json={"k": 2, "provider": "openai", "model": "g",
+                                   "base_url": fake.base_url}).json()
+        assert (made["round"], second["round"]) == (2, 3)  # started together: own rounds
+
+        def mark(**values) -> None:  # noqa: ANN003
+            write(lambda db: db.execute(update(GenerationRun).where(
+                GenerationRun.id == made["id"]).values(**values)))
+
+        mark(status="running", owner="other-copy", heartbeat_at=utcnow())
+        run_generation(run_id=made["id"])
+        assert fake.requests == []  # a live copy is at work: this one does nothing
+        mark(heartbeat_at=utcnow() - timedelta(hours=1))
+        run_generation(run_id=made["id"])
+    got = client.get(f"/api/v1/projects/{project.id}/generation-runs/{made['id']}",
+                     headers=headers).json()
+    assert got["status"] == "succeeded"
+    db.rollback()
+    assert db.query(Item).filter_by(project_id=project.id, round=2, ready=True).count() == 4
