@@ -68,6 +68,7 @@ class ItemInputs:
     labels: list[HumanLabel] = field(default_factory=list)
     ai_label: AiLabel | None = None
     review: Review | None = None
+    reviewed_label: AiLabel | None = None  # the AI label the review is about
     adjudication: Adjudication | None = None
 
 
@@ -90,12 +91,16 @@ def inputs_for(db: Session, *, item_ids: list[int]) -> list[ItemInputs]:
         AiLabel.item_id)
     for label in db.scalars(select(AiLabel).where(AiLabel.id.in_(latest_ai))):
         by_item[label.item_id].ai_label = label
-    ai_ids = [x.ai_label.id for x in by_item.values() if x.ai_label is not None]
-    if ai_ids:
-        latest_review = select(func.max(Review.id)).where(Review.ai_label_id.in_(ai_ids)
-                                                          ).group_by(Review.ai_label_id)
-        for review in db.scalars(select(Review).where(Review.id.in_(latest_review))):
-            by_item[review.item_id].review = review
+    # The item's latest review stands, whichever judge run's label it reviewed: a later
+    # run does not undo a reviewer's decision.
+    latest_review = select(func.max(Review.id)).where(Review.item_id.in_(item_ids)
+                                                      ).group_by(Review.item_id)
+    reviews = list(db.scalars(select(Review).where(Review.id.in_(latest_review))))
+    reviewed = {label.id: label for label in db.scalars(select(AiLabel).where(
+        AiLabel.id.in_([r.ai_label_id for r in reviews])))} if reviews else {}
+    for review in reviews:
+        by_item[review.item_id].review = review
+        by_item[review.item_id].reviewed_label = reviewed.get(review.ai_label_id)
     latest_adj = select(func.max(Adjudication.id)).where(
         Adjudication.item_id.in_(item_ids)).group_by(Adjudication.item_id)
     for adj in db.scalars(select(Adjudication).where(Adjudication.id.in_(latest_adj))):
@@ -164,6 +169,11 @@ def count_to_adjudicate(db: Session, *, project_id: int) -> int:
 
 def adjudication_by_key(db: Session, *, key: str) -> Adjudication | None:
     return db.scalar(select(Adjudication).where(Adjudication.idempotency_key == key))
+
+
+def lock_item(db: Session, *, item_id: int) -> Item | None:
+    """The item's row lock: consensus writes for one item happen one at a time."""
+    return db.scalar(select(Item).where(Item.id == item_id).with_for_update())
 
 
 def get_consensus(db: Session, *, item_id: int) -> ItemConsensus | None:

@@ -14,6 +14,7 @@ batches, each batch in its own write transaction.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -71,13 +72,16 @@ def decide(x: ItemInputs, *, threshold: float, weights: dict[int, float] | None)
         return decided(ConsensusSource.ADJUDICATED, ranking, pairs + edits,
                        x.adjudication.created_at)
     ai = x.ai_label
-    if x.review is not None and ai is not None:
+    if x.review is not None:
         ranking = list(x.review.ranking or [])
         # a reviewer's edit is among the item's edits: preferred over what it came from
         pairs = aggregate.ranking_pairs(ranking)
         out = decided(ConsensusSource.AI_REVIEWED, ranking, pairs + edits,
                       x.review.created_at)
-        return {**out, "confidence": ai.confidence, "rule_set_id": ai.rule_set_id}
+        reviewed = x.reviewed_label or ai
+        if reviewed is None:
+            return out
+        return {**out, "confidence": reviewed.confidence, "rule_set_id": reviewed.rule_set_id}
     if x.labels:
         return _from_humans(row, human, edits)
     if ai is not None and ai.route == "accepted" and ai.ranking:
@@ -98,16 +102,22 @@ def _from_humans(row: dict, human: Outcome, edits: list) -> dict:
 
 
 def refresh(project_id: int, *, limit: int | None = None,
-            progress: Callable[[int], None] | None = None) -> int:
-    """Recompute the consensus of the project's stale items; returns how many."""
+            progress: Callable[[int], None] | None = None, reestimate: bool = True) -> int:
+    """Recompute the consensus of the project's stale items; returns how many.
+
+    With reliability weighting, ``reestimate`` first runs Dawid–Skene over all the
+    project's labels; pages pass False and use the weights last estimated (a background
+    refresh re-estimates them)."""
     with session_scope() as db:
         project = db.get(Project, project_id)
         if project is None:
             return 0
         threshold, weighting = project.conflict_threshold, project.weighting
+        stored = {u: r.weight for u, r in
+                  repository.reliability(db, project_id=project_id).items()}
     weights = None
     if weighting == Weighting.RELIABILITY:
-        weights = update_reliability(project_id)
+        weights = update_reliability(project_id) if reestimate else stored
     done = 0
     while limit is None or done < limit:
         size = BATCH if limit is None else min(BATCH, limit - done)
@@ -148,10 +158,6 @@ def update_reliability(project_id: int) -> dict[int, float]:
     a weight moved, every item is recomputed with the new weights."""
     answers: dict[tuple[int, int, int], list[tuple[int, int]]] = {}
     with session_scope() as db:
-        if not repository.count_stale(db, project_id=project_id):
-            stored = repository.reliability(db, project_id=project_id)
-            if stored:
-                return {u: r.weight for u, r in stored.items()}
         for label in repository.human_labels_stream(db, project_id=project_id):
             for c in comparisons(label):
                 # classes: 0 the lower id wins, 1 tie, 2 the higher id wins
@@ -184,14 +190,24 @@ def refresh_for_page(db: Session, *, project_id: int, limit: int = PAGE_REFRESH_
     afterwards lets the page's next query see them (SQLite keeps a snapshot per read
     transaction).
     """
-    refresh(project_id, limit=limit)
+    done = refresh(project_id, limit=limit, reestimate=False)
     db.commit()
     left = repository.count_stale(db, project_id=project_id)
-    if left:
+    # Items recomputed here used the weights last estimated; a worker re-estimates them.
+    weighted = db.get(Project, project_id).weighting == Weighting.RELIABILITY
+    if (left or (weighted and done)) and \
+            time.monotonic() - _sent.get(project_id, -1e9) > RESEND_S:
         from app.core.celery import get_celery
 
+        _sent[project_id] = time.monotonic()
         get_celery().send_task("consensus.refresh", args=[project_id])
     return left
+
+
+# When this process last asked a worker to refresh a project, so page views don't queue a
+# task each; the task itself is idempotent.
+_sent: dict[int, float] = {}
+RESEND_S = 30.0
 
 
 def set_gold(db: Session, *, project: Project, item_id: int, ranking: list[int] | None) -> Item:
@@ -274,14 +290,16 @@ def adjudicate(db: Session, *, project: Project, user: User, item_id: int,
                ) -> Adjudication:
     """Record a reviewer's decision on a conflicted item: response ids best first, or
     letters ("B,A"); None means a tie."""
+    # Under the item's lock: a double submit waits here and then finds the first one, and
+    # a background refresh of the same item cannot interleave with ours.
+    item = repository.lock_item(db, item_id=item_id)
+    if item is None or item.project_id != project.id or not item.ready:
+        raise NotFound("No such item in this project.")
     earlier = repository.adjudication_by_key(db, key=idempotency_key)
     if earlier is not None:
         if earlier.reviewer_id != user.id:
             raise Conflict("This submission key belongs to someone else.")
         return earlier
-    item = items.get_item(db, item_id=item_id)
-    if item is None or item.project_id != project.id:
-        raise NotFound("No such item in this project.")
     originals = [r.id for r in items.list_responses(db, item_id=item_id)
                  if r.source != "human_edit"]
     if isinstance(ranking, str):

@@ -10,6 +10,7 @@ no longer report.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -169,8 +170,9 @@ def report(db: Session, *, run_id: int, token_id: int | None, data: MetricsIn) -
     if run.status != TrainingStatus.RUNNING:
         return {"cancel": True, "status": run.status}
     now = utcnow()
-    for point in data.points:
-        step = int(point.get("step", run.step))
+    for raw in data.points:
+        point = _numbers(raw)
+        step = int(point.get("step") or run.step)
         db.add(TrainingMetric(run_id=run.id, attempt=run.attempt, step=step,
                               values=point, created_at=now))
         run.step = max(run.step, step)
@@ -183,6 +185,21 @@ def report(db: Session, *, run_id: int, token_id: int | None, data: MetricsIn) -
     run.heartbeat_at = now
     db.flush()
     return {"cancel": run.cancel_requested, "status": run.status}
+
+
+def _numbers(point: dict[str, Any]) -> dict[str, float | int | None]:
+    """A metrics row as the pages can draw it: numbers (or None) under short names only."""
+    out: dict[str, float | int | None] = {}
+    for key, value in point.items():
+        if not isinstance(key, str) or len(key) > 100:
+            continue
+        if value is None or (isinstance(value, int | float) and not isinstance(value, bool)
+                             and math.isfinite(value)):
+            out[key] = value
+    for key in ("step", "max_steps"):
+        if key in out and out[key] is not None:
+            out[key] = max(0, int(out[key]))
+    return out
 
 
 def finish(db: Session, *, run_id: int, token_id: int | None, data: FinishIn) -> TrainingRun:

@@ -143,3 +143,27 @@ def test_labelers_see_the_ai_verdict_only_when_suggestions_are_on(client, app_en
         shown = client.post(f"/projects/{project.id}/label/next", data={"csrf_token": csrf},
                             headers={"HX-Request": "true"}).text
         assert re.search(r"AI suggests:\s*<strong>A</strong>\s*\(P = 0.95\)", shown)
+
+
+def test_a_later_judge_run_does_not_undo_a_reviewers_decision(client, app_env, db) -> None:
+    from app.consensus.service import refresh
+    from app.models import ItemConsensus
+
+    with FakeOpenAI() as fake:
+        project = judged_project(fake, items=1, review_fraction=1.0)
+        csrf = login(client, "rev@example.org")
+        page = client.get(f"/projects/{project.id}/review").text
+        second = re.findall(r'name="best_response_id" value="(\d+)"', page)[1]
+        post_review(client, project.id, csrf, page, best_response_id=second)
+        # The judge runs again and, confident as ever, prefers the first response.
+        fake.script.append(("json", completion("A", logprobs={"A": 0.95, "B": 0.05})))
+        fake.script.append(("json", completion("B", logprobs={"B": 0.95, "A": 0.05})))
+        write(service.update_config, project=project, data=JudgeConfigIn(
+            provider="openai", model="judge-1", base_url=fake.base_url,
+            template=DEFAULT_TEMPLATE, batch_size=1, max_concurrency=1, judge_rules=False,
+            review_fraction=0.0))
+        run_inline(write(service.start_run, project=project, user=None, data=RunIn()).id)
+    refresh(project.id)
+    db.rollback()
+    row = db.query(ItemConsensus).one()
+    assert row.source == "ai_reviewed" and row.ranking[0] == int(second)

@@ -66,6 +66,9 @@ def test_a_worker_claims_reports_and_finishes_through_the_api(client) -> None:
         "points": [{"step": 1, "max_steps": 3, "loss": 0.69, "rewards/accuracies": 0.5,
                     "eta_seconds": 4.0}]}).json()
     assert answer == {"cancel": False, "status": "running"}
+    odd = client.post(f"/api/v1/training-runs/{run_id}/report", headers=worker, json={
+        "attempt": 1, "points": [{"step": "two", "loss": "low", "note": {"x": 1}}]})
+    assert odd.status_code == 200  # kept what is a number, dropped the rest
     seen = client.get(f"/api/v1/projects/{project.id}/training-runs/{run_id}",
                       headers=admin).json()
     assert seen["step"] == 1 and seen["percent"] == 33 and seen["latest"]["loss"] == 0.69
