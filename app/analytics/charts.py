@@ -55,7 +55,9 @@ def line_chart(x_labels: Sequence[str], series: Mapping[str, Sequence[float | No
     _check_lengths(x_labels, series)
     present = [v for values in series.values() for v in values if v is not None]
     top = y_max if y_max is not None else max(present, default=0.0)
-    if not x_labels or top <= 0 or all(v <= 0 for v in present):
+    # Zeros on a fixed scale (an accuracy of 0%) are data; on a free scale there is no line.
+    if not x_labels or not present or top <= 0 or (y_max is None
+                                                   and all(v <= 0 for v in present)):
         return no_data(title)
     xs = _x_positions(len(x_labels), slot=False)
     parts = _frame(x_labels, xs, top, unit)

@@ -143,3 +143,8 @@ def test_series_length_must_match_the_x_labels() -> None:
         line_chart(["a", "b"], {"s": [1.0]}, title="t")
     with pytest.raises(ValueError, match="x labels"):
         stacked_bar_chart(["a"], {"s": [1.0, 2.0]}, title="t")
+
+
+def test_zeros_on_a_fixed_scale_are_drawn() -> None:
+    root = parse(line_chart(["1", "2"], {"accuracy": [0.0, 0.0]}, title="t", y_max=100))
+    assert len(list(root.iter(f"{NS}polyline"))) == 1
