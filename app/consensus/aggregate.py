@@ -129,7 +129,13 @@ def aggregate(responses: Sequence[int], comparisons: Iterable[Comparison], *, la
     verdicts = [PairVerdict(a=lo, b=hi, p_a_first=p, p_a_second=p)
                 for (lo, hi), t in tallies.items()
                 for p in [(t.lo_wins + t.ties / 2) / t.total]]
-    ranking = bradley_terry(judged, verdicts)
+    if len(judged) == 2:
+        # Two responses: Bradley–Terry's order is the majority's (ties keep their order).
+        (v,) = verdicts
+        p = v.preference
+        ranking = [v.a, v.b] if p > 0.5 else [v.b, v.a] if p < 0.5 else list(judged)
+    else:
+        ranking = bradley_terry(judged, verdicts)
     position = {r: n for n, r in enumerate(ranking)}
     pairs = []
     for (lo, hi), t in sorted(tallies.items(), key=lambda kv: (position[kv[0][0]]
