@@ -171,11 +171,6 @@ def adjudication_by_key(db: Session, *, key: str) -> Adjudication | None:
     return db.scalar(select(Adjudication).where(Adjudication.idempotency_key == key))
 
 
-def lock_item(db: Session, *, item_id: int) -> Item | None:
-    """The item's row lock: consensus writes for one item happen one at a time."""
-    return db.scalar(select(Item).where(Item.id == item_id).with_for_update())
-
-
 def get_consensus(db: Session, *, item_id: int) -> ItemConsensus | None:
     return db.get(ItemConsensus, item_id)
 

@@ -215,8 +215,7 @@ def set_gold(db: Session, *, project: Project, item_id: int, ranking: list[int] 
     item = items.get_item(db, item_id=item_id)
     if item is None or item.project_id != project.id:
         raise NotFound("No such item in this project.")
-    originals = [r.id for r in items.list_responses(db, item_id=item_id)
-                 if r.source != "human_edit"]
+    originals = [r.id for r in items.original_responses(db, item_id=item_id)]
     if ranking is not None and sorted(ranking) != sorted(originals):
         raise BadRequest("A gold answer orders every response of the item exactly once.")
     item.gold = {"ranking": list(ranking)} if ranking is not None else None
@@ -234,8 +233,7 @@ def set_gold_by_letters(db: Session, *, project: Project, external_id: str,
                                           external_id=external_id.strip())
     if item is None:
         raise NotFound(f"No item with external id {external_id.strip()!r} in this project.")
-    originals = [r.id for r in items.list_responses(db, item_id=item.id)
-                 if r.source != "human_edit"]
+    originals = [r.id for r in items.original_responses(db, item_id=item.id)]
     ranking = ranking_from_letters(originals, answer)
     return set_gold(db, project=project, item_id=item.id, ranking=ranking or None)
 
@@ -255,8 +253,7 @@ def ranking_from_letters(originals: list[int], answer: str) -> list[int]:
 
 
 def list_gold(db: Session, *, project: Project) -> list[tuple[Item, list[Response]]]:
-    return [(item, [r for r in items.list_responses(db, item_id=item.id)
-                    if r.source != "human_edit"])
+    return [(item, items.original_responses(db, item_id=item.id))
             for item in repository.gold_items(db, project_id=project.id)]
 
 
@@ -277,8 +274,7 @@ def next_adjudication(db: Session, *, project: Project, skip: list[int] | None =
     item = items.get_item(db, item_id=consensus.item_id)
     if item is None:
         raise NotFound("That item is gone.")
-    responses = [r for r in items.list_responses(db, item_id=item.id)
-                 if r.source != "human_edit"]
+    responses = items.original_responses(db, item_id=item.id)
     (inputs,) = repository.inputs_for(db, item_ids=[item.id])
     labels = [(lab, db.get(User, lab.user_id)) for lab in inputs.labels]
     return AdjudicationTask(consensus=consensus, item=item, responses=responses, labels=labels,
@@ -292,16 +288,15 @@ def adjudicate(db: Session, *, project: Project, user: User, item_id: int,
     letters ("B,A"); None means a tie."""
     # Under the item's lock: a double submit waits here and then finds the first one, and
     # a background refresh of the same item cannot interleave with ours.
-    item = repository.lock_item(db, item_id=item_id)
-    if item is None or item.project_id != project.id or not item.ready:
+    item = items.lock_item(db, item_id=item_id)
+    if item is None or item.project_id != project.id:
         raise NotFound("No such item in this project.")
     earlier = repository.adjudication_by_key(db, key=idempotency_key)
     if earlier is not None:
         if earlier.reviewer_id != user.id:
             raise Conflict("This submission key belongs to someone else.")
         return earlier
-    originals = [r.id for r in items.list_responses(db, item_id=item_id)
-                 if r.source != "human_edit"]
+    originals = [r.id for r in items.original_responses(db, item_id=item_id)]
     if isinstance(ranking, str):
         ranking = ranking_from_letters(originals, ranking)
     if ranking is not None and sorted(ranking) != sorted(originals):

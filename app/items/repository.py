@@ -8,6 +8,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.models import ImportJob, Item, Response
+from app.models.items import ResponseSource
 
 
 def existing_external_ids(db: Session, *, project_id: int, external_ids: Sequence[str]) -> set[str]:
@@ -43,6 +44,18 @@ def list_responses(db: Session, *, item_id: int) -> list[Response]:
             .order_by(Response.position, Response.id)
         )
     )
+
+
+def original_responses(db: Session, *, item_id: int) -> list[Response]:
+    """The responses an item came with or was generated with: not the human edits."""
+    return [r for r in list_responses(db, item_id=item_id)
+            if r.source != ResponseSource.HUMAN_EDIT]
+
+
+def lock_item(db: Session, *, item_id: int) -> Item | None:
+    """Take the item's row lock (PostgreSQL; SQLite writers hold the whole database): every
+    change to its slots, labels' count and consensus happens under it."""
+    return db.scalar(select(Item).where(Item.id == item_id, Item.ready).with_for_update())
 
 
 def responses_for_items(db: Session, *, item_ids: Iterable[int]) -> dict[int, list[Response]]:

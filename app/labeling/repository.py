@@ -66,13 +66,6 @@ def needs_recount(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
 
 
-def lock_item(db: Session, *, item_id: int) -> Item | None:
-    """Take the item's row lock: every change to its slots happens under it."""
-    return db.scalar(
-        select(Item).where(Item.id == item_id, Item.ready).with_for_update()
-    )
-
-
 _NEXT_CANDIDATE = (
     select(Item)
     .where(

@@ -50,7 +50,7 @@ def next_task(db: Session, *, project: Project, user: User) -> Task | None:
         if current.expires_at > now:
             return _task(db, current)
         # An expired lease of ours: keep it if the item still has room for us.
-        locked = repository.lock_item(db, item_id=current.item_id)
+        locked = items.lock_item(db, item_id=current.item_id)
         if (locked is not None and locked.is_gold) or repository.used_slots(
                 db, item_id=current.item_id, now=now, except_user=user.id) < project.overlap_k:
             current.leased_at, current.expires_at = now, now + lease
@@ -97,8 +97,7 @@ def _task(db: Session, assignment: Assignment, item: Item | None = None) -> Task
     item = item or items.get_item(db, item_id=assignment.item_id)
     if item is None:
         raise NotFound("That item is gone.")
-    originals = [r for r in items.list_responses(db, item_id=item.id)
-                 if r.source != ResponseSource.HUMAN_EDIT]
+    originals = items.original_responses(db, item_id=item.id)
     _, rules = get_rules(db, project_id=assignment.project_id)
     return Task(assignment=assignment, item=item, responses=originals, rules=rules,
                 suggestion=_suggestion(db, project_id=assignment.project_id, item_id=item.id))
@@ -115,7 +114,7 @@ def _suggestion(db: Session, *, project_id: int, item_id: int) -> AiLabel | None
 
 def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) -> HumanLabel:
     """Store one label; a repeated submit (same key, or same item again) returns the first."""
-    item = repository.lock_item(db, item_id=data.item_id)
+    item = items.lock_item(db, item_id=data.item_id)
     if item is None or item.project_id != project.id:
         raise NotFound("No such item in this project.")
     earlier = repository.earlier_label(db, idempotency_key=data.idempotency_key,
