@@ -16,21 +16,20 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.consensus import service as consensus
+from app.core import leases
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.errors import BadRequest, NotFound
@@ -138,10 +137,6 @@ class _Build:
     owner: str = ""
 
 
-class Superseded(Exception):
-    """Another copy of the task took the build over (this one was silent too long)."""
-
-
 def build_snapshot(*, snapshot_id: int) -> None:
     """Body of the ``exports.build_snapshot`` task: idempotent, safe to run again.
 
@@ -149,21 +144,9 @@ def build_snapshot(*, snapshot_id: int) -> None:
     one that has not reported for ``job_claim_stale_s``. Every later write checks the owner,
     so two copies never both write the row, and each builds in its own folder.
     """
-    owner = uuid.uuid4().hex
-    now = utcnow()
-    stale = now - timedelta(seconds=get_settings().job_claim_stale_s)
+    owner = leases.new_owner()
     with session_scope(write=True) as db:
-        claimed = db.execute(
-            update(ExportSnapshot)
-            .where(ExportSnapshot.id == snapshot_id,
-                   or_(ExportSnapshot.status == SnapshotStatus.QUEUED,
-                       and_(ExportSnapshot.status == SnapshotStatus.RUNNING,
-                            or_(ExportSnapshot.heartbeat_at.is_(None),
-                                ExportSnapshot.heartbeat_at < stale))))
-            .values(status=SnapshotStatus.RUNNING, started_at=now, done=0, owner=owner,
-                    heartbeat_at=now)
-        ).rowcount
-        if not claimed:
+        if not leases.claim(db, ExportSnapshot, snapshot_id, owner):
             return  # gone, finished (a finished snapshot never changes), or being built
         snapshot = db.get(ExportSnapshot, snapshot_id)
         project = db.get(Project, snapshot.project_id)
@@ -192,17 +175,15 @@ def build_snapshot(*, snapshot_id: int) -> None:
                 raise
             shutil.rmtree(tmp, ignore_errors=True)
         _succeed(job, final)
-    except Superseded:
+    except leases.Superseded:
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("snapshot %s: another copy of the task took over", snapshot_id)
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         with session_scope(write=True) as db:
-            db.execute(update(ExportSnapshot).where(
-                ExportSnapshot.id == snapshot_id, ExportSnapshot.owner == owner,
-                ExportSnapshot.status == SnapshotStatus.RUNNING).values(
-                status=SnapshotStatus.FAILED, finished_at=utcnow(),
-                error=f"export failed: {type(exc).__name__}: {exc}"[:2000]))
+            leases.still_ours(db, ExportSnapshot, snapshot_id, owner,
+                              status=SnapshotStatus.FAILED, finished_at=utcnow(),
+                              error=f"export failed: {type(exc).__name__}: {exc}"[:2000])
         raise
 
 
@@ -215,27 +196,22 @@ def _succeed(job: _Build, folder: Path) -> None:
     raw = (folder / "manifest.json").read_bytes()
     manifest = orjson.loads(raw)
     with session_scope(write=True) as db:
-        db.execute(update(ExportSnapshot).where(
-            ExportSnapshot.id == job.snapshot_id, ExportSnapshot.owner == job.owner,
-            ExportSnapshot.status == SnapshotStatus.RUNNING).values(
-            status=SnapshotStatus.SUCCEEDED, finished_at=utcnow(), manifest=manifest,
-            sha256=hashlib.sha256(raw).hexdigest(), rows=manifest["counts"]["rows"],
-            path=str(folder.relative_to(snapshots_root())), error=None))
+        leases.still_ours(
+            db, ExportSnapshot, job.snapshot_id, job.owner, status=SnapshotStatus.SUCCEEDED,
+            finished_at=utcnow(), manifest=manifest, sha256=hashlib.sha256(raw).hexdigest(),
+            rows=manifest["counts"]["rows"], path=str(folder.relative_to(snapshots_root())),
+            error=None)
 
 
 def _progress(job: _Build, done: int, total: int | None = None) -> None:
     """Progress, and the owner's heartbeat (``done`` < 0: the heartbeat alone)."""
-    values: dict[str, Any] = {"heartbeat_at": utcnow()}
+    values: dict[str, Any] = {}
     if done >= 0:
         values["done"] = done
     if total is not None:
         values["total"] = total
     with session_scope(write=True) as db:
-        changed = db.execute(update(ExportSnapshot).where(
-            ExportSnapshot.id == job.snapshot_id, ExportSnapshot.owner == job.owner,
-            ExportSnapshot.status == SnapshotStatus.RUNNING).values(**values)).rowcount
-    if not changed:
-        raise Superseded()
+        leases.hold(db, ExportSnapshot, job.snapshot_id, job.owner, **values)
 
 
 @contextmanager

@@ -7,15 +7,13 @@ the end, as large imports are; a run that dies is started over from nothing.
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from app.core.config import get_settings
+from app.core import leases
 from app.core.db import session_scope
 from app.core.errors import BadRequest, NotFound
 from app.core.jobs import enqueue_after_commit
@@ -94,45 +92,19 @@ def _sources(db: Session, run: GenerationRun) -> list[Item]:
     return out
 
 
-class Superseded(Exception):
-    """Another copy of the task took the run over (this one was silent too long)."""
-
-
-def _claim(run_id: int, owner: str) -> bool:
-    now = utcnow()
-    stale = now - timedelta(seconds=get_settings().job_claim_stale_s)
-    with session_scope(write=True) as db:
-        return bool(db.execute(update(GenerationRun).where(
-            GenerationRun.id == run_id,
-            or_(GenerationRun.status == GenerationStatus.QUEUED,
-                and_(GenerationRun.status == GenerationStatus.RUNNING,
-                     or_(GenerationRun.heartbeat_at.is_(None),
-                         GenerationRun.heartbeat_at < stale))))
-            .values(status=GenerationStatus.RUNNING, started_at=now, done=0, owner=owner,
-                    heartbeat_at=now)).rowcount)
-
-
-def _still_ours(db: Session, run_id: int, owner: str, **values: object) -> None:
-    """Update the run if this copy still owns it (and lock its row till commit); else stop."""
-    changed = db.execute(update(GenerationRun).where(
-        GenerationRun.id == run_id, GenerationRun.owner == owner,
-        GenerationRun.status == GenerationStatus.RUNNING)
-        .values(heartbeat_at=utcnow(), **values)).rowcount
-    if not changed:
-        raise Superseded()
-
-
 def run_generation(*, run_id: int) -> None:
     """Body of the ``generation.run`` task: idempotent, safe to run again after a crash.
 
     A copy claims the run with an owner token; a redelivered copy takes over only from one
     that has not reported for ``job_claim_stale_s``, and starts over from nothing. Each
     write first checks the owner under the run's row lock."""
-    owner = uuid.uuid4().hex
-    if not _claim(run_id, owner):
+    owner = leases.new_owner()
+    with session_scope(write=True) as db:
+        claimed = leases.claim(db, GenerationRun, run_id, owner)
+    if not claimed:
         return  # gone, finished, or another copy is at work
     with session_scope(write=True) as db:
-        _still_ours(db, run_id, owner)
+        leases.hold(db, GenerationRun, run_id, owner)
         run = db.get(GenerationRun, run_id)
         db.execute(delete(Item).where(Item.generation_run_id == run_id, ~Item.ready))
         sources = [(s.external_id, s.prompt, dict(s.meta or {})) for s in _sources(db, run)]
@@ -149,26 +121,24 @@ def run_generation(*, run_id: int) -> None:
             for n, (_, prompt, _) in enumerate(batch):
                 answers.append(generator.generate(prompt_messages(prompt), run.k))
                 with session_scope(write=True) as db:  # progress, and the heartbeat
-                    _still_ours(db, run_id, owner, done=start + n + 1)
+                    leases.hold(db, GenerationRun, run_id, owner, done=start + n + 1)
             with session_scope(write=True) as db:
-                _still_ours(db, run_id, owner)
+                leases.hold(db, GenerationRun, run_id, owner)
                 for (external_id, prompt, meta), texts in zip(batch, answers, strict=True):
                     _write_item(db, run, external_id, prompt, meta, texts, name)
         with session_scope(write=True) as db:
-            _still_ours(db, run_id, owner, status=GenerationStatus.SUCCEEDED,
-                        finished_at=utcnow())
+            leases.hold(db, GenerationRun, run_id, owner,
+                        status=GenerationStatus.SUCCEEDED, finished_at=utcnow())
             db.execute(update(Item).where(Item.generation_run_id == run_id)
                        .values(ready=True))
-    except Superseded:
+    except leases.Superseded:
         return
     except Exception as exc:
         with session_scope(write=True) as db:
-            mine = db.execute(update(GenerationRun).where(
-                GenerationRun.id == run_id, GenerationRun.owner == owner,
-                GenerationRun.status == GenerationStatus.RUNNING).values(
-                status=GenerationStatus.FAILED, finished_at=utcnow(),
-                error=f"generation failed: {type(exc).__name__}: {exc}"[:2000])).rowcount
-            if mine:
+            if leases.still_ours(
+                    db, GenerationRun, run_id, owner, status=GenerationStatus.FAILED,
+                    finished_at=utcnow(),
+                    error=f"generation failed: {type(exc).__name__}: {exc}"[:2000]):
                 db.execute(delete(Item).where(Item.generation_run_id == run_id, ~Item.ready))
         raise
 
