@@ -33,6 +33,7 @@ from app.models import (
 from app.models.generation import GenerationStatus
 from app.models.items import ResponseSource
 from app.models.types import utcnow
+from app.training.service import named_checkpoint
 
 BATCH = 8
 
@@ -43,13 +44,7 @@ def start_generation(db: Session, *, project: Project, user: User | None,
     if data.provider == "openai":
         if not data.base_url or not data.model.strip():
             raise BadRequest("An OpenAI-compatible generator needs a base URL and a model.")
-    elif model.startswith("checkpoint:"):
-        try:
-            checkpoint = db.get(ModelCheckpoint, int(model.split(":", 1)[1]))
-        except ValueError:
-            checkpoint = None
-        if checkpoint is None or checkpoint.project_id != project.id:
-            raise NotFound("No such checkpoint in this project.")
+    elif (checkpoint := named_checkpoint(db, project_id=project.id, name=model)) is not None:
         if checkpoint.kind != "dpo":
             raise BadRequest("A reward model scores responses; generate with a policy "
                              "(a DPO checkpoint or a base model).")

