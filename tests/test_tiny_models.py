@@ -10,18 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests.trl_support import PREFERENCE_PAIRS as QUESTIONS
 from tests.trl_support import build_tiny_models, run_trl_step
-
-QUESTIONS = [
-    ("What is the capital of France?", "Paris is the capital of France.", "Bread."),
-    ("Why is the sky blue?", "Air scatters blue light more than red light.", "It is not."),
-    ("Write a short poem about the sea.", "Grey waves fold,\nthe sea is old.", "No."),
-    ("What is 12 plus 345?", "12 plus 345 is 357.", "It is 12345."),
-    ("Reply politely to an angry email.", "I am sorry for the trouble; I will fix it.", "Go away."),
-    ("Explain the rules of chess.", "Each side moves in turn; checkmate wins.", "Chess is hard."),
-    ("Summarise: the model reads the prompt.", "The model reads the prompt.", "Cats sleep."),
-    ("Is it right? Say yes or no.", "Yes, it is right.", "Maybe, who knows, whatever."),
-]
 
 
 def _standard_rows(*, margin: bool) -> list[dict[str, Any]]:

@@ -15,6 +15,18 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# A few hand-written preference pairs (prompt, chosen, rejected) for one-step TRL tests.
+PREFERENCE_PAIRS = [
+    ("What is the capital of France?", "Paris is the capital of France.", "Bread."),
+    ("Why is the sky blue?", "Air scatters blue light more than red light.", "It is not."),
+    ("Write a short poem about the sea.", "Grey waves fold,\nthe sea is old.", "No."),
+    ("What is 12 plus 345?", "12 plus 345 is 357.", "It is 12345."),
+    ("Reply politely to an angry email.", "I am sorry for the trouble; I will fix it.", "Go away."),
+    ("Explain the rules of chess.", "Each side moves in turn; checkmate wins.", "Chess is hard."),
+    ("Summarise: the model reads the prompt.", "The model reads the prompt.", "Cats sleep."),
+    ("Is it right? Say yes or no.", "Yes, it is right.", "Maybe, who knows, whatever."),
+]
+
 
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)

@@ -17,19 +17,10 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from tests.trl_support import PREFERENCE_PAIRS as PAIRS
 from tests.trl_support import ROOT, _child_env
 from worker.training.trainer import DEFAULTS, LORA_DEFAULTS, validate_hyperparameters
 
-PAIRS = [
-    ("What is the capital of France?", "Paris is the capital of France.", "Bread."),
-    ("Why is the sky blue?", "Air scatters blue light more than red light.", "It is not."),
-    ("Write a short poem about the sea.", "Grey waves fold,\nthe sea is old.", "No."),
-    ("What is 12 plus 345?", "12 plus 345 is 357.", "It is 12345."),
-    ("Reply politely to an angry email.", "I am sorry for the trouble; I will fix it.", "Go away."),
-    ("Explain the rules of chess.", "Each side moves in turn; checkmate wins.", "Chess is hard."),
-    ("Summarise: the model reads the prompt.", "The model reads the prompt.", "Cats sleep."),
-    ("Is it right? Say yes or no.", "Yes, it is right.", "Maybe, who knows, whatever."),
-]
 SNAPSHOT = {"id": 41, "version": 3, "sha256": "5f2c" * 16}
 FAST = {"max_steps": 2, "per_device_train_batch_size": 2, "learning_rate": 1e-3,
         "max_length": 128, "warmup_ratio": 0.0}
