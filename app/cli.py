@@ -30,6 +30,35 @@ def migrate() -> None:
     click.echo("database is at the latest schema")
 
 
+@main.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def backup_cmd(path: Path) -> None:
+    """Back up the database to one file, safely while the server runs (SQLite: the online
+    backup API; PostgreSQL: pg_dump -Fc)."""
+    from app.core.backup import BackupError, backup
+
+    try:
+        written = backup(get_settings().resolved_database_url, path)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"backed up to {written} ({written.stat().st_size} bytes)")
+
+
+@main.command("restore")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="overwrite a database that already has tables")
+def restore_cmd(path: Path, force: bool) -> None:
+    """Restore a backup into the database (stop the server and workers first), then
+    migrate it to the latest schema."""
+    from app.core.backup import BackupError, restore
+
+    try:
+        restore(get_settings().resolved_database_url, path, force=force)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"restored {path}; database is at the latest schema")
+
+
 def _create_user(email: str, name: str, password: str, admin: bool) -> None:
     from app.auth.service import create_user
     from app.core.db import session_scope
@@ -69,8 +98,10 @@ def serve(host: str, port: int, workers: int) -> None:
     """Run the web server."""
     import uvicorn
 
+    # X-Forwarded-For is believed only from the proxies in trusted_proxies (see client_ip).
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers,
-                proxy_headers=True, log_level="info", timeout_graceful_shutdown=20)
+                proxy_headers=True, forwarded_allow_ips=get_settings().trusted_proxies,
+                log_level="info", timeout_graceful_shutdown=20)
 
 
 def _worker_argv(queues: str, concurrency: int, pool: str | None) -> list[str]:

@@ -10,15 +10,21 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.deps import LoginRequired
 from app.core.config import ROOT
 from app.core.errors import DomainError
+from app.core.health import describe_error
+from app.core.limits import BodyLimit
 from app.core.templating import is_htmx, render
 
 log = logging.getLogger("tandem")
+DATABASE_UNAVAILABLE = "The database is unavailable right now; try again in a moment."
+UNSTORABLE = ("A value in the request is out of range or cannot be stored (an id too large, "
+              "or text with a NUL character).")
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -94,6 +100,7 @@ def create_app() -> FastAPI:
     from app.api.router import router as api_router
     from app.auth.router import router as auth_router
     from app.consensus.router import router as gold_router
+    from app.core.health_router import router as health_router
     from app.exports.router import router as exports_router
     from app.generation.router import api as generation_api
     from app.generation.router import router as generation_pages
@@ -112,9 +119,11 @@ def create_app() -> FastAPI:
     for router in (auth_router, projects_router, items_router, labeling_router,
                    exports_router, api_router, judging_pages, judging_api,
                    reviewing_router, analytics_router, gold_router, training_api,
-                   training_pages, generation_pages, generation_api):
+                   training_pages, generation_pages, generation_api, health_router):
         app.include_router(router)
 
+    # Inside SecurityHeaders, so its 413 carries the headers too.
+    app.add_middleware(BodyLimit, render_error=_error_response)
     app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(LoginRequired)
@@ -143,8 +152,26 @@ def create_app() -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return _error_response(request, exc.status_code, str(exc.detail))
 
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.exception_handler(sa_exc.OperationalError)
+    @app.exception_handler(sa_exc.InterfaceError)
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def database_unavailable(request: Request, exc: Exception) -> Response:
+        # The server lost its database (restart, failover, full pool): say so and when to
+        # retry, without a stack trace. The pool drops the dead connections; the next
+        # request after the database is back gets a fresh one (pool_pre_ping).
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                    describe_error(exc))
+        response = _error_response(request, 503, DATABASE_UNAVAILABLE)
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.exception_handler(sa_exc.DataError)
+    @app.exception_handler(OverflowError)
+    async def unstorable_value(request: Request, exc: Exception) -> Response:
+        # An id past the 32/64-bit range (PostgreSQL: DataError; SQLite's driver: a bare
+        # OverflowError) or text the database cannot hold: names no row, so a 4xx, not a 500.
+        if isinstance(exc, OverflowError) and "SQLite INTEGER" not in str(exc):
+            raise exc
+        return _error_response(request, 422, UNSTORABLE)
 
     return app

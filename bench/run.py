@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import random
-import re
 import sys
 import threading
 import time
@@ -40,18 +39,14 @@ from bench.common import (  # noqa: E402
     rss_kb,
     summary_ms,
 )
+from bench.labelers import PASSWORD, Budget, Labeler  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 LABELERS = 8  # default; --labelers changes it
 K = 1
-PASSWORD = "correct-horse-1"
 IMPORT_TARGET_S = 5.0
 LATENCY_TARGET_MS = 50.0
 
-ITEM_RE = re.compile(r'name="item_id" value="(\d+)"')
-KEY_RE = re.compile(r'name="idempotency_key" value="([^"]+)"')
-NOTICE_RE = re.compile(r'id="label-notice">([^<]*)<')
-HX = {"HX-Request": "true"}
 
 # --------------------------------------------------------------------------- data
 
@@ -165,114 +160,6 @@ def bench_import(server: Server, ctx: dict, body: bytes, n: int) -> dict:
 
 
 # --------------------------------------------------------------------------- 2. labeling
-
-class Budget:
-    """How many submits may still be made; a submit that is not acknowledged gives its slot back."""
-
-    def __init__(self, n: int) -> None:
-        self.left = n
-        self.lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self.lock:
-            if self.left <= 0:
-                return False
-            self.left -= 1
-            return True
-
-    def give_back(self) -> None:
-        with self.lock:
-            self.left += 1
-
-
-class Labeler(threading.Thread):
-    def __init__(self, url: str, project_id: int, email: str, budget: Budget,
-                 start_gate: threading.Barrier, seed: int, think_s: float = 0.0) -> None:
-        super().__init__(daemon=True)
-        self.think_s = think_s
-        self.url, self.project_id, self.email = url, project_id, email
-        self.budget, self.gate = budget, start_gate
-        self.rng = random.Random(seed)
-        self.next_s: list[float] = []
-        self.submit_s: list[float] = []
-        self.errors: Counter[str] = Counter()
-        self.acked = 0
-        self.not_saved: Counter[str] = Counter()
-        self.ties = 0
-        self.exception: str | None = None
-        self.queue_empty = False
-
-    def run(self) -> None:
-        from tests.support import login
-
-        try:
-            with httpx.Client(base_url=self.url, timeout=60) as client:
-                csrf = login(client, self.email, PASSWORD)
-                self.gate.wait()
-                self._loop(client, csrf)
-        except Exception as exc:  # noqa: BLE001 (reported in the results)
-            self.exception = f"{type(exc).__name__}: {exc}"
-            try:
-                self.gate.abort()
-            except threading.BrokenBarrierError:
-                pass
-
-    def _loop(self, client: httpx.Client, csrf: str) -> None:
-        base = f"/projects/{self.project_id}/label"
-        item: tuple[str, str] | None = None
-        consecutive_errors = 0
-        while consecutive_errors < 20:
-            if item is None:
-                t0 = time.perf_counter()
-                r = client.post(f"{base}/next", data={"csrf_token": csrf}, headers=HX)
-                self.next_s.append(time.perf_counter() - t0)
-                if r.status_code != 200:
-                    self.errors[f"next {r.status_code}"] += 1
-                    consecutive_errors += 1
-                    continue
-                item = _task_of(r.text)
-                if item is None:
-                    self.queue_empty = True
-                    return
-            if not self.budget.take():
-                return
-            if self.think_s:
-                # A labeler reads the item before answering; 0 means back-to-back requests.
-                time.sleep(self.rng.uniform(0.5, 1.5) * self.think_s)
-            scale = self.rng.choice("11222334455")
-            t0 = time.perf_counter()
-            r = client.post(f"{base}/submit", headers=HX, data={
-                "csrf_token": csrf, "item_id": item[0], "idempotency_key": item[1],
-                "scale": scale, "time_spent_ms": str(self.rng.randint(2000, 60000)),
-                "rationale": "",
-            })
-            self.submit_s.append(time.perf_counter() - t0)
-            if r.status_code != 200:
-                self.errors[f"submit {r.status_code}"] += 1
-                self.budget.give_back()
-                consecutive_errors += 1
-                item = None
-                continue
-            consecutive_errors = 0
-            notice = (m.group(1).strip() if (m := NOTICE_RE.search(r.text)) else "")
-            if notice == "Saved.":
-                self.acked += 1
-                self.ties += scale == "3"
-            else:
-                self.not_saved[notice or "(no notice)"] += 1
-                self.budget.give_back()
-            item = _task_of(r.text)
-            if item is None and "queue-empty" in r.text:
-                self.queue_empty = True
-                return
-
-
-def _task_of(html: str) -> tuple[str, str] | None:
-    m_item, m_key = ITEM_RE.search(html), KEY_RE.search(html)
-    if not m_item or not m_key:
-        return None
-    return m_item.group(1), m_key.group(1)
-
 
 def bench_labeling(server: Server, ctx: dict, labels: int, think_ms: float = 0.0) -> dict:
     budget = Budget(labels)

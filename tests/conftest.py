@@ -115,6 +115,31 @@ def app_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.fixture
+def redis_broker(app_env: AppEnv, monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """``redis_broker(**settings)`` points this test and the workers it starts at the Redis
+    broker on 127.0.0.1, under a key prefix of the test's own (deleted at the end), with any
+    extra settings; it returns the full environment for worker and server processes."""
+    prefix = f"t{uuid.uuid4().hex[:12]}:"
+
+    def use(**extra: str) -> dict[str, str]:
+        env = dict(app_env.env, TANDEM_BROKER_URL=REDIS_URL, TANDEM_BROKER_KEY_PREFIX=prefix,
+                   **extra)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        reset_caches()
+        return env
+
+    yield use
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
 def client(app_env: AppEnv):  # noqa: ANN201
     from fastapi.testclient import TestClient
 

@@ -2,7 +2,8 @@
 
 Each worker also runs a small watchdog: work claimed by a worker that died (SIGKILL, lost
 machine) is handed out again once its claim is stale, instead of waiting for the broker's
-visibility timeout."""
+visibility timeout, and jobs whose message the broker lost (a Redis restart) are sent
+again."""
 
 from __future__ import annotations
 
@@ -20,17 +21,33 @@ log = logging.getLogger("tandem.worker")
 _stop = threading.Event()
 
 
+def _resend_lost_jobs() -> None:
+    from app.core.db import session_scope
+    from app.core.jobs import resend_queued
+    from app.models import ExportSnapshot, GenerationRun, ImportJob
+
+    after = get_settings().job_resend_after_s
+    with session_scope(write=True) as db:
+        for model, task in ((ImportJob, "items.run_import"),
+                            (ExportSnapshot, "exports.build_snapshot"),
+                            (GenerationRun, "generation.run")):
+            if ids := resend_queued(db, model, task, older_than_s=after):
+                log.warning("sent %s again for %d job(s) still queued: %s", task, len(ids), ids)
+
+
 def _watchdog() -> None:
     from app.judging.tasks import recover
     from app.training.service import fail_stale_runs
 
     settings = get_settings()
     interval = max(1.0, min(settings.judge_claim_stale_s / 2,
-                            settings.training_heartbeat_timeout_s / 4))
+                            settings.training_heartbeat_timeout_s / 4,
+                            settings.job_resend_after_s / 2))
     while not _stop.wait(interval):
         try:
             recover()
             fail_stale_runs()
+            _resend_lost_jobs()
         except Exception:  # noqa: BLE001  (the next round tries again)
             log.exception("watchdog round failed")
 

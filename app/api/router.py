@@ -17,7 +17,7 @@ from app.exports.router import file_response, snapshot_json, stream_export
 from app.exports.schemas import SnapshotIn
 from app.items import repository as items_repo
 from app.items import service as items
-from app.items.router import check_declared_size, file_format_of, read_upload
+from app.items.router import file_format_of, read_upload
 from app.labeling.service import project_progress
 from app.projects import repository
 from app.projects.policies import Action, authorize
@@ -64,7 +64,7 @@ def api_get_project(project_id: int, p: ApiPrincipal = Depends(api_principal),
     return _project_json(access.project, progress)
 
 
-@router.post("/projects/{project_id}/items", dependencies=[Depends(check_declared_size)])
+@router.post("/projects/{project_id}/items")
 def api_import_items(project_id: int, body: ItemsIn, p: ApiPrincipal = Depends(api_principal),
                      db: Session = DbSession) -> JSONResponse:
     """Import items given as JSON; the report numbers them from 1 as 'line'."""
@@ -75,7 +75,7 @@ def api_import_items(project_id: int, body: ItemsIn, p: ApiPrincipal = Depends(a
     return _import_response(report)
 
 
-@router.post("/projects/{project_id}/imports", dependencies=[Depends(check_declared_size)])
+@router.post("/projects/{project_id}/imports")
 async def api_import_file(project_id: int, file: UploadFile = File(...),
                           file_format: str = Form(""), p: ApiPrincipal = Depends(api_principal),
                           db: Session = DbSession) -> JSONResponse:

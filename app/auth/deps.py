@@ -59,6 +59,13 @@ def get_db(request: Request) -> Iterator[Session]:
 DbSession = Depends(get_db, scope="function")
 
 
+def client_ip(request: Request) -> str:
+    """The client's address. Behind a reverse proxy the server (uvicorn, told by
+    ``trusted_proxies``) has already taken it from X-Forwarded-For; from any other peer
+    that header is ignored, so a client cannot pick its own address."""
+    return request.client.host if request.client else "unknown"
+
+
 def signer() -> CookieSigner:
     return CookieSigner(get_settings().resolved_secret_key())
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
-from app.models import ApiToken, User, UserSession
+from app.models import ApiToken, LoginFailure, User, UserSession
 
 
 def get_user(db: Session, *, user_id: int) -> User | None:
@@ -20,7 +20,6 @@ def get_user_by_email(db: Session, *, email: str) -> User | None:
 
 def list_users(db: Session) -> list[User]:
     return list(db.scalars(select(User).order_by(User.email)))
-
 
 
 def get_session_with_user(db: Session, *, id_hash: str) -> tuple[UserSession, User] | None:
@@ -50,3 +49,45 @@ def list_tokens(db: Session, *, project_id: int) -> list[ApiToken]:
             select(ApiToken).where(ApiToken.project_id == project_id).order_by(ApiToken.id.desc())
         )
     )
+
+
+def lock_login(db: Session, *, email: str) -> None:
+    """Serialise logins to one account until the transaction ends (PostgreSQL; SQLite's
+    writers are serialised already), so parallel guesses cannot all pass the count."""
+    if db.get_bind().dialect.name == "postgresql":
+        db.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                    {"key": "tandem-login:" + email})
+
+
+def _failures(*, since: datetime, email: str | None, ip: str | None):  # noqa: ANN202
+    query = select(LoginFailure.created_at).where(LoginFailure.created_at >= since)
+    if email is not None:
+        query = query.where(LoginFailure.email == email)
+    if ip is not None:
+        query = query.where(LoginFailure.ip == ip)
+    return query
+
+
+def count_login_failures(db: Session, *, since: datetime, email: str | None = None,
+                         ip: str | None = None) -> int:
+    query = _failures(since=since, email=email, ip=ip).subquery()
+    return db.scalar(select(func.count()).select_from(query)) or 0
+
+
+def login_failure_time(db: Session, *, since: datetime, offset: int, email: str | None = None,
+                       ip: str | None = None) -> datetime | None:
+    """The time of the ``offset``-th failure (oldest first) since ``since``."""
+    query = _failures(since=since, email=email, ip=ip)
+    return db.scalar(query.order_by(LoginFailure.created_at).offset(offset).limit(1))
+
+
+def add_login_failure(db: Session, *, email: str, ip: str, at: datetime) -> None:
+    db.add(LoginFailure(email=email, ip=ip, created_at=at))
+
+
+def delete_login_failures(db: Session, *, email: str) -> None:
+    db.execute(delete(LoginFailure).where(LoginFailure.email == email))
+
+
+def delete_login_failures_before(db: Session, *, cutoff: datetime) -> None:
+    db.execute(delete(LoginFailure).where(LoginFailure.created_at < cutoff))

@@ -12,6 +12,7 @@ from app.auth.deps import (
     SESSION_COOKIE,
     DbSession,
     check_login_csrf,
+    client_ip,
     optional_user,
     require_user,
     signer,
@@ -33,11 +34,11 @@ def _safe_next(target: str | None) -> str:
 
 
 def _login_page(request: Request, *, next_url: str, error: str | None = None,
-                status_code: int = 200) -> Response:
+                status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     token = new_token(24)
     response = render(request, "auth/login.html",
                       {"login_csrf": token, "next_url": next_url, "error": error},
-                      status_code=status_code)
+                      status_code=status_code, headers=headers)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
                         secure=get_settings().cookie_secure, path="/login")
     return response
@@ -57,8 +58,12 @@ def login_page(request: Request, next: str | None = None) -> Response:  # noqa: 
 def login(request: Request, email: str = Form(...), password: str = Form(...),
           next_url: str = Form("/projects"), db: Session = DbSession) -> Response:
     try:
-        user = service.authenticate(db, email=email, password=password)
+        user = service.login(db, email=email, password=password, ip=client_ip(request))
+    except service.LoginThrottled as exc:
+        return _login_page(request, next_url=_safe_next(next_url), error=exc.message,
+                           status_code=429, headers={"Retry-After": str(exc.retry_after_s)})
     except Unauthorized as exc:
+        # The failure was counted: returning (not raising) lets the request commit it.
         return _login_page(request, next_url=_safe_next(next_url), error=exc.message,
                            status_code=401)
     settings = get_settings()
@@ -75,11 +80,16 @@ def login(request: Request, email: str = Form(...), password: str = Form(...),
 
 
 @router.post("/logout")
-def logout(request: Request, _: User = Depends(require_user),
+def logout(request: Request, user: User = Depends(require_user),
            db: Session = DbSession) -> Response:
+    # Imported here: auth sits below labeling, and this is its one use of it.
+    from app.labeling.service import release_leases
+
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie and (session_id := signer().unsign(cookie)):
         service.end_session(db, session_id=session_id)
+    # A labeler who left must not keep their item blocked until the lease runs out.
+    release_leases(db, user_id=user.id)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from sqlalchemy.orm import Session
 
 from app.auth import repository
-from app.core.errors import BadRequest, Conflict, NotFound, Unauthorized
+from app.core.config import get_settings
+from app.core.errors import BadRequest, Conflict, DomainError, NotFound, Unauthorized
 from app.core.security import hash_password, new_token, sha256_hex, verify_password
 from app.models import ApiToken, User, UserSession
 from app.models.types import utcnow
@@ -18,6 +21,8 @@ from app.models.types import utcnow
 # its own run and download that run's snapshot (app.training).
 API_SCOPES = ("import", "export", "read", "judge", "train", "worker")
 TOKEN_PREFIX = "tdm_"
+
+log = logging.getLogger("tandem.auth")
 
 
 @lru_cache(maxsize=1)
@@ -51,6 +56,74 @@ def authenticate(db: Session, *, email: str, password: str) -> User:
         raise Unauthorized("Wrong email or password.")
     if not verify_password(user.password_hash, password):
         raise Unauthorized("Wrong email or password.")
+    return user
+
+
+class LoginThrottled(DomainError):
+    """Too many failed logins lately for this account or this address."""
+
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def _retry_after(db: Session, *, now: datetime, since: datetime, window_s: int, limit: int,
+                 email: str | None = None, ip: str | None = None) -> int | None:
+    """Seconds until fewer than ``limit`` failures remain in the window; None when fewer
+    already do."""
+    n = repository.count_login_failures(db, since=since, email=email, ip=ip)
+    if n < limit:
+        return None
+    # The window slides: logins reopen when the (n - limit + 1) oldest failures have aged out.
+    oldest = repository.login_failure_time(db, since=since, offset=n - limit, email=email,
+                                           ip=ip)
+    if oldest is None:  # pruned in between by another request: nothing left to wait for
+        return None
+    return max(1, math.ceil((oldest + timedelta(seconds=window_s) - now).total_seconds()))
+
+
+def check_login_allowed(db: Session, *, email: str, ip: str) -> None:
+    """Raise LoginThrottled when this account or this address failed too often within the
+    window. Two indexed counts and no password hashing: a refusal costs the server little."""
+    settings = get_settings()
+    now = utcnow()
+    since = now - timedelta(seconds=settings.login_window_s)
+    waits = [
+        _retry_after(db, now=now, since=since, window_s=settings.login_window_s,
+                     limit=settings.login_max_failures, email=email),
+        _retry_after(db, now=now, since=since, window_s=settings.login_window_s,
+                     limit=settings.login_max_failures_per_ip, ip=ip),
+    ]
+    wait = max((w for w in waits if w is not None), default=None)
+    if wait is not None:
+        log.warning("login refused for %s from %s: too many failed attempts", email, ip)
+        minutes = math.ceil(wait / 60)
+        raise LoginThrottled(
+            "Too many failed logins. Wait "
+            + (f"{minutes} minute{'s' if minutes > 1 else ''}" if wait >= 60 else f"{wait} s")
+            + " before you try again.", retry_after_s=wait)
+
+
+def login(db: Session, *, email: str, password: str, ip: str) -> User:
+    """Authenticate within the failed-login limits: a failure is counted (and old ones
+    pruned), a success clears the account's count. Raises LoginThrottled or Unauthorized."""
+    email = email.strip().lower()[:320]
+    ip = ip[:64]
+    repository.lock_login(db, email=email)
+    check_login_allowed(db, email=email, ip=ip)
+    try:
+        user = authenticate(db, email=email, password=password)
+    except Unauthorized:
+        now = utcnow()
+        repository.delete_login_failures_before(
+            db, cutoff=now - timedelta(seconds=get_settings().login_window_s))
+        repository.add_login_failure(db, email=email, ip=ip, at=now)
+        db.flush()
+        log.warning("failed login for %s from %s", email, ip)
+        raise
+    repository.delete_login_failures(db, email=email)
     return user
 
 

@@ -33,6 +33,14 @@ def make_celery(settings: Settings) -> Celery:
     app.conf.update(
         broker_transport_options=options,
         broker_connection_retry_on_startup=True,
+        # A worker whose broker went away (Redis restarted) reconnects by itself, however
+        # long it takes; the default gives up after 100 tries and leaves a worker that
+        # consumes nothing. A send rides out a blip of a couple of seconds; work whose send
+        # failed is found again from its rows by the watchdog (worker/main.py).
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+        task_publish_retry_policy={"max_retries": 3, "interval_start": 0.2,
+                                   "interval_step": 0.5, "interval_max": 1.0},
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,

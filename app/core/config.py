@@ -25,7 +25,18 @@ class Settings(BaseSettings):
     lease_minutes: float = 30.0
     # Imports above this many items run as a Celery job with a progress bar.
     import_sync_limit: int = 2000
+    # Request bodies: imports may be this large, the training worker's reports this large,
+    # everything else this large; app.core.limits refuses more before reading it whole.
     max_upload_bytes: int = 200 * 1024 * 1024
+    max_worker_report_bytes: int = 16 * 1024 * 1024
+    max_body_bytes: int = 1024 * 1024
+    # Failed logins counted per account and per client address within the window (rows in
+    # the database, so every web process sees the same counts).
+    login_max_failures: int = 5
+    login_max_failures_per_ip: int = 50
+    login_window_s: int = 15 * 60
+    # Peers whose X-Forwarded-For names the client (a reverse proxy), comma separated.
+    trusted_proxies: str = "127.0.0.1"
     max_line_bytes: int = 1024 * 1024
     max_response_chars: int = 100_000
     max_responses: int = 8
@@ -44,6 +55,9 @@ class Settings(BaseSettings):
     # A snapshot build or generation run whose task copy has not reported for this long may
     # be taken over by a redelivered copy (longer than the broker's visibility timeout).
     job_claim_stale_s: float = 1200.0
+    # A job still queued this long is sent to the broker again by the workers' watchdog
+    # (its message was lost with a Redis restart, or the broker was down when it was made).
+    job_resend_after_s: float = 300.0
     training_heartbeat_s: float = 10.0
     # A running training run whose worker sent nothing for this long is marked failed.
     training_heartbeat_timeout_s: float = 120.0

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.core.config import get_settings
@@ -26,6 +26,7 @@ class Base(DeclarativeBase):
 
 
 WRITE = {"tandem_write": True}
+PG_CONNECT_TIMEOUT_S = 5
 
 
 def make_engine(url: str) -> Engine:
@@ -82,7 +83,13 @@ def make_engine(url: str) -> Engine:
                 write_lock.release()
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # While PostgreSQL is down or unreachable a request fails within connect_timeout (and
+    # answers 503) instead of hanging; pool_pre_ping swaps the connections a restart killed
+    # for new ones, so the server recovers without being restarted itself.
+    libpq = make_url(url).get_driver_name() in ("psycopg", "psycopg2")
+    connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT_S} if libpq else {}
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
+                         connect_args=connect_args)
 
 
 @lru_cache

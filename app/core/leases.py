@@ -43,6 +43,21 @@ def claim(db: Session, model: Any, row_id: int, owner: str) -> bool:
                 heartbeat_at=now)).rowcount)
 
 
+def held_elsewhere(db: Session, model: Any, row_id: int) -> bool:
+    """After a failed claim: is the job running under another copy (rather than gone or
+    finished)? That copy may be alive, or its worker may have been killed; either way the
+    caller must look again later (``recheck_after_s``), or the job could run for ever."""
+    row = db.get(model, row_id)
+    return row is not None and row.status == JobStatus.RUNNING
+
+
+def recheck_after_s() -> float:
+    """When a copy that found the job claimed should look again: by then a dead owner's
+    claim has gone stale, and a live owner has likely finished."""
+    s = get_settings()
+    return max(1.0, min(s.job_claim_stale_s, s.broker_visibility_timeout_s) / 2)
+
+
 def still_ours(db: Session, model: Any, row_id: int, owner: str, **values: Any) -> bool:
     """Write ``values`` and the heartbeat if this copy still owns the running job."""
     return bool(db.execute(update(model).where(

@@ -58,7 +58,8 @@ def create_snapshot(db: Session, *, project: Project, user: User | None,
                     spec: SnapshotIn, enqueue: bool = True) -> ExportSnapshot:
     """Queue a new snapshot: the next version of its lineage (``enqueue=False``: the caller
     builds it itself, as the CLI does)."""
-    db.execute(select(Project.id).where(Project.id == project.id).with_for_update())
+    db.execute(select(Project.id).where(Project.id == project.id)
+               .with_for_update(key_share=True))
     lineage = spec.lineage()
     last = db.scalar(select(func.max(ExportSnapshot.version)).where(
         ExportSnapshot.project_id == project.id, ExportSnapshot.lineage == lineage)) or 0
@@ -137,17 +138,20 @@ class _Build:
     owner: str = ""
 
 
-def build_snapshot(*, snapshot_id: int) -> None:
+def build_snapshot(*, snapshot_id: int) -> bool:
     """Body of the ``exports.build_snapshot`` task: idempotent, safe to run again.
 
     A copy claims the snapshot with an owner token; a redelivered copy takes over only from
-    one that has not reported for ``job_claim_stale_s``. Every later write checks the owner,
-    so two copies never both write the row, and each builds in its own folder.
+    one that has not reported for ``job_claim_stale_s``; until then it returns False and
+    the task looks again later. Every later write checks the owner, so two copies never
+    both write the row, and each builds in its own folder.
     """
     owner = leases.new_owner()
     with session_scope(write=True) as db:
         if not leases.claim(db, ExportSnapshot, snapshot_id, owner):
-            return  # gone, finished (a finished snapshot never changes), or being built
+            # Gone or finished (a finished snapshot never changes): done. Held by
+            # another copy: look again later.
+            return not leases.held_elsewhere(db, ExportSnapshot, snapshot_id)
         snapshot = db.get(ExportSnapshot, snapshot_id)
         project = db.get(Project, snapshot.project_id)
         job = _Build(snapshot_id, snapshot.project_id, project.name, spec_of(snapshot),
@@ -155,7 +159,11 @@ def build_snapshot(*, snapshot_id: int) -> None:
     final = snapshots_root() / f"project-{job.project_id}" / f"snapshot-{snapshot_id}"
     if (final / "manifest.json").exists():
         _succeed(job, final)  # a copy that died after the rename: the files are complete
-        return
+        return True
+    for dead in final.parent.glob(f"{final.name}.tmp-*"):
+        # Half-written folders of copies we took over from (killed, or superseded and
+        # about to stop): nothing will ever finish or remove them otherwise.
+        shutil.rmtree(dead, ignore_errors=True)
     tmp = final.with_name(f"{final.name}.tmp-{owner}")
     try:
         consensus.refresh(job.project_id,
@@ -185,6 +193,7 @@ def build_snapshot(*, snapshot_id: int) -> None:
                               status=SnapshotStatus.FAILED, finished_at=utcnow(),
                               error=f"export failed: {type(exc).__name__}: {exc}"[:2000])
         raise
+    return True  # built, or left to the copy that took over
 
 
 def _fsync(path: Path) -> None:

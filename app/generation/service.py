@@ -50,7 +50,8 @@ def start_generation(db: Session, *, project: Project, user: User | None,
                              "(a DPO checkpoint or a base model).")
         model, checkpoint_id = checkpoint.uri, checkpoint.id
     # Under the project's lock, so two runs started together get rounds of their own.
-    db.execute(select(Project.id).where(Project.id == project.id).with_for_update())
+    db.execute(select(Project.id).where(Project.id == project.id)
+               .with_for_update(key_share=True))
     latest = db.scalar(select(func.max(Item.round)).where(Item.project_id == project.id))
     if not latest:
         raise BadRequest("The project has no items whose prompts could be answered.")
@@ -87,17 +88,17 @@ def _sources(db: Session, run: GenerationRun) -> list[Item]:
     return out
 
 
-def run_generation(*, run_id: int) -> None:
+def run_generation(*, run_id: int) -> bool:
     """Body of the ``generation.run`` task: idempotent, safe to run again after a crash.
 
     A copy claims the run with an owner token; a redelivered copy takes over only from one
-    that has not reported for ``job_claim_stale_s``, and starts over from nothing. Each
-    write first checks the owner under the run's row lock."""
+    that has not reported for ``job_claim_stale_s``, and starts over from nothing; until
+    then it returns False and the task looks again later. Each write first checks the
+    owner under the run's row lock."""
     owner = leases.new_owner()
     with session_scope(write=True) as db:
-        claimed = leases.claim(db, GenerationRun, run_id, owner)
-    if not claimed:
-        return  # gone, finished, or another copy is at work
+        if not leases.claim(db, GenerationRun, run_id, owner):
+            return not leases.held_elsewhere(db, GenerationRun, run_id)
     with session_scope(write=True) as db:
         leases.hold(db, GenerationRun, run_id, owner)
         run = db.get(GenerationRun, run_id)
@@ -127,7 +128,7 @@ def run_generation(*, run_id: int) -> None:
             db.execute(update(Item).where(Item.generation_run_id == run_id)
                        .values(ready=True))
     except leases.Superseded:
-        return
+        return True  # the copy that took over finishes it
     except Exception as exc:
         with session_scope(write=True) as db:
             if leases.still_ours(
@@ -136,6 +137,7 @@ def run_generation(*, run_id: int) -> None:
                     error=f"generation failed: {type(exc).__name__}: {exc}"[:2000]):
                 db.execute(delete(Item).where(Item.generation_run_id == run_id, ~Item.ready))
         raise
+    return True
 
 
 def _write_item(db: Session, run: GenerationRun, external_id: str, prompt,  # noqa: ANN001

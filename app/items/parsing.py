@@ -96,6 +96,40 @@ def content_id(prompt: Any, responses: list[ParsedResponse]) -> str:
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+def _not_json(name: str) -> Any:
+    raise RecordError(f"invalid JSON: {name} is not a JSON number")
+
+
+def load_json(text: str) -> Any:
+    """``json.loads`` whose every failure is a RecordError: besides syntax errors, Python
+    refuses integers over 4300 digits (ValueError) and very deep nesting (RecursionError),
+    and NaN/Infinity are refused because PostgreSQL's JSON types cannot hold them."""
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise RecordError("invalid JSON: nested too deeply") from None
+    except ValueError:  # int("1" * 5000): Python's guard against slow conversions
+        raise RecordError("invalid JSON: a number has too many digits") from None
+
+
+def _has_nul(obj: Any) -> bool:
+    """A NUL character anywhere in the record: PostgreSQL cannot store it in text or JSON."""
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
 def _prompt(value: Any) -> str | list[dict[str, str]]:
     if value is None:
         raise RecordError("missing field 'prompt'")
@@ -195,8 +229,11 @@ def _provenance(obj: dict, responses: list[ParsedResponse]) -> list[ParsedRespon
 def validate_record(obj: Any, *, line: int, limits: Limits) -> ParsedItem:
     if not isinstance(obj, dict):
         raise RecordError(f"wrong type: expected a JSON object, not {type(obj).__name__}")
+    if _has_nul(obj):
+        raise RecordError("a text holds a NUL character (\\u0000), which cannot be stored")
     prompt = _prompt(obj.get("prompt"))
     full = obj.get("tandem") is not None
+    max_originals = limits.max_responses
     if full and isinstance(obj.get("responses"), list):
         # human edits ride along in a full-fidelity record: allow them over the usual cap
         limits = Limits(max_line_bytes=limits.max_line_bytes,
@@ -208,6 +245,10 @@ def validate_record(obj: Any, *, line: int, limits: Limits) -> ParsedItem:
         if obj.get("tandem") != 1:
             raise RecordError("unknown full-fidelity format version: 'tandem' must be 1")
         responses = _provenance(obj, responses)
+        originals = sum(1 for r in responses if r.source != "human_edit")
+        if originals > max_originals:
+            raise RecordError(f"too many responses: {originals} besides human edits "
+                              f"(at most {max_originals})")
         history = {k: obj.get(k) or [] for k in HISTORY_KEYS}
         if any(not isinstance(v, list) for v in history.values()):
             raise RecordError("wrong type: 'labels', 'ai_labels' and 'adjudications' must "
@@ -269,11 +310,7 @@ def parse_jsonl(data: bytes, *, limits: Limits) -> ParseResult:
         try:
             if len(raw) > limits.max_line_bytes:
                 raise RecordError(f"too large: {len(raw)} bytes (limit {limits.max_line_bytes})")
-            text = _decode(raw, n)
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise RecordError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+            obj = load_json(_decode(raw, n))
             result.items.append(validate_record(obj, line=n, limits=limits))
         except RecordError as exc:
             result.add_error(n, str(exc))
@@ -330,11 +367,11 @@ def parse_csv(data: bytes, *, limits: Limits) -> ParseResult:
 
 def _csv_record(row: dict[str, str], response_cols: list[str], *, line: int,
                 limits: Limits) -> ParsedItem:
-    prompt: Any = row.get("prompt", "")
+    prompt: Any = row.get("prompt") or ""  # None: the row ends before the prompt column
     if prompt.lstrip().startswith("["):
         try:
-            prompt = json.loads(prompt)
-        except json.JSONDecodeError:
+            prompt = load_json(prompt)
+        except RecordError:
             pass  # a prompt that merely starts with "[" is text
     responses = []
     for col in response_cols:
@@ -345,9 +382,9 @@ def _csv_record(row: dict[str, str], response_cols: list[str], *, line: int,
     metadata: Any = {}
     if (row.get("metadata") or "").strip():
         try:
-            metadata = json.loads(row["metadata"])
-        except json.JSONDecodeError as exc:
-            raise RecordError(f"invalid JSON in the metadata cell: {exc.msg}") from None
+            metadata = load_json(row["metadata"])
+        except RecordError as exc:
+            raise RecordError(f"{exc} (in the metadata cell)") from None
     used = {"prompt", "external_id", "id", "metadata", *response_cols}
     used |= {"model_" + c.removeprefix("response_") for c in response_cols}
     extra = {k: v for k, v in row.items() if k not in used and v not in (None, "")}

@@ -54,8 +54,11 @@ def original_responses(db: Session, *, item_id: int) -> list[Response]:
 
 def lock_item(db: Session, *, item_id: int) -> Item | None:
     """Take the item's row lock (PostgreSQL; SQLite writers hold the whole database): every
-    change to its slots, labels' count and consensus happens under it."""
-    return db.scalar(select(Item).where(Item.id == item_id, Item.ready).with_for_update())
+    change to its slots, labels' count and consensus happens under it. It is FOR NO KEY
+    UPDATE: writers of the item still queue, but rows that merely point at it (a judge run
+    starting over 10k items, AI labels) pass their foreign-key checks without waiting."""
+    return db.scalar(select(Item).where(Item.id == item_id, Item.ready)
+                     .with_for_update(key_share=True))
 
 
 def responses_for_items(db: Session, *, item_ids: Iterable[int]) -> dict[int, list[Response]]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, text, update
+from sqlalchemy import insert, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.core import leases
 from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.errors import Conflict
@@ -159,17 +160,18 @@ def _write_items(db: Session, *, project_id: int, items: list[ParsedItem],
                        "run this import again (it will skip what is there).") from exc
 
 
-def run_import_job(*, job_id: int) -> None:
-    """Body of the ``items.run_import`` task: idempotent, safe to run again after a crash."""
+def run_import_job(*, job_id: int) -> bool:
+    """Body of the ``items.run_import`` task: idempotent, safe to run again after a crash.
+
+    A copy claims the job with an owner token (app.core.leases); a redelivered copy takes
+    over only from one that has not reported for ``job_claim_stale_s``, and starts again
+    from nothing. Until then it returns False and the task looks again later.
+    """
+    owner = leases.new_owner()
     with session_scope(write=True) as db:
-        claimed = db.execute(
-            update(ImportJob)
-            .where(ImportJob.id == job_id,
-                   ImportJob.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
-            .values(status=JobStatus.RUNNING, phase="validating", started_at=utcnow())
-        ).rowcount
-        if not claimed:
-            return  # gone, or finished already
+        if not leases.claim(db, ImportJob, job_id, owner):
+            return not leases.held_elsewhere(db, ImportJob, job_id)
+        leases.hold(db, ImportJob, job_id, owner, phase="validating")
         job = repository.get_import_job(db, job_id=job_id)
         assert job is not None
         # A run killed halfway left invisible items behind: start again from nothing.
@@ -177,57 +179,51 @@ def run_import_job(*, job_id: int) -> None:
         data, file_format, project_id = job.content or b"", job.file_format, job.project_id
 
     parsed = parse_file(data, file_format=file_format, limits=limits())
-    if not parsed.ok:
-        report = ImportReport(lines=parsed.lines, errors=parsed.errors,
-                              error_count=parsed.error_count)
-        _finish(job_id, status=JobStatus.FAILED, report=report,
-                error=f"{parsed.error_count} bad lines; nothing was imported")
-        return
     try:
+        if not parsed.ok:
+            report = ImportReport(lines=parsed.lines, errors=parsed.errors,
+                                  error_count=parsed.error_count)
+            with session_scope(write=True) as db:
+                _finish(db, job_id, owner, status=JobStatus.FAILED, report=report,
+                        error=f"{parsed.error_count} bad lines; nothing was imported")
+            return True
         with session_scope() as db:
             todo = new_items(db, project_id=project_id, items=parsed.items)
         created, unchanged = len(todo), len(parsed.items) - len(todo)
-        _set_phase(job_id, "importing", total=len(todo))
+        with session_scope(write=True) as db:
+            leases.hold(db, ImportJob, job_id, owner, phase="importing", total=len(todo))
         for start in range(0, len(todo), BATCH):
-            # Each batch commits, so the page can count the rows as they land.
+            # Each batch commits, so the page can count the rows as they land; the owner
+            # check holds the job's row lock, so a copy that took over cannot interleave.
             with session_scope(write=True) as db:
+                leases.hold(db, ImportJob, job_id, owner)
                 _write_items(db, project_id=project_id, items=todo[start : start + BATCH],
                              job_id=job_id)
         with session_scope(write=True) as db:
+            leases.hold(db, ImportJob, job_id, owner)
             repository.publish_job_items(db, job_id=job_id)
             refresh_statistics(db, written=created)
-            _finish_in(db, job_id, status=JobStatus.SUCCEEDED,
-                       report=ImportReport(lines=parsed.lines, created=created,
-                                           unchanged=unchanged, job_id=job_id))
+            _finish(db, job_id, owner, status=JobStatus.SUCCEEDED,
+                    report=ImportReport(lines=parsed.lines, created=created,
+                                        unchanged=unchanged, job_id=job_id))
+    except leases.Superseded:
+        return True  # the copy that took over finishes it
     except Exception as exc:
         with session_scope(write=True) as db:
-            repository.delete_unfinished_job_items(db, job_id=job_id)
-            _finish_in(db, job_id, status=JobStatus.FAILED, report=None,
-                       error=f"import failed: {type(exc).__name__}: {exc}"[:2000])
+            if _finish(db, job_id, owner, status=JobStatus.FAILED, report=None,
+                       error=f"import failed: {type(exc).__name__}: {exc}"[:2000]):
+                repository.delete_unfinished_job_items(db, job_id=job_id)
         raise
+    return True
 
 
-def _set_phase(job_id: int, phase: str, *, total: int) -> None:
-    with session_scope(write=True) as db:
-        db.execute(update(ImportJob).where(ImportJob.id == job_id).values(phase=phase,
-                                                                           total=total))
-
-
-def _finish(job_id: int, *, status: str, report: ImportReport | None,
-            error: str | None = None) -> None:
-    with session_scope(write=True) as db:
-        _finish_in(db, job_id, status=status, report=report, error=error)
-
-
-def _finish_in(db: Session, job_id: int, *, status: str, report: ImportReport | None,
-               error: str | None = None) -> None:
-    db.execute(
-        update(ImportJob)
-        .where(ImportJob.id == job_id)
-        .values(status=status, phase="done", finished_at=utcnow(), content=None,
-                report=report.as_dict() if report else None, error=error,
-                done=report.created if report else 0)
-    )
+def _finish(db: Session, job_id: int, owner: str, *, status: str,
+            report: ImportReport | None, error: str | None = None) -> bool:
+    """End the job, if this copy still owns it; the stored file is dropped."""
+    return leases.still_ours(db, ImportJob, job_id, owner, status=status, phase="done",
+                             finished_at=utcnow(), content=None,
+                             report=report.as_dict() if report else None, error=error,
+                             done=report.created if report else 0)
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,45 @@ def stale_items(db: Session, *, stale_before: datetime) -> list[tuple[int, list[
     return list(by_run.items())
 
 
+def stalled_run_ids(db: Session, *, quiet_before: datetime) -> list[int]:
+    """Queued or running runs with pending items in which nothing has happened since
+    ``quiet_before``: their queued messages were lost (a broker restarted without its data,
+    or a send failed after the commit), so no worker will ever claim those items."""
+    activity = (select(RunItem.id).where(
+        RunItem.run_id == JudgeRun.id,
+        (RunItem.claimed_at >= quiet_before) | (RunItem.finished_at >= quiet_before)))
+    pending = select(RunItem.id).where(RunItem.run_id == JudgeRun.id,
+                                       RunItem.status == RunItemStatus.PENDING)
+    return list(db.scalars(
+        select(JudgeRun.id).where(
+            JudgeRun.status.in_(["queued", "running"]),
+            func.coalesce(JudgeRun.started_at, JudgeRun.created_at) < quiet_before,
+            pending.exists(), ~activity.exists())
+        .order_by(JudgeRun.id)))
+
+
+def hand_out_pending(db: Session, *, run_id: int, now: datetime,
+                     quiet_before: datetime) -> list[int]:
+    """Stamp the run's pending items as handed out now and return them. A pending item's
+    ``claimed_at`` is when it was last handed out, so a second watchdog, or the next round
+    of this one, leaves them alone while the new messages wait in the queue."""
+    rows = db.execute(
+        update(RunItem)
+        .where(RunItem.run_id == run_id, RunItem.status == RunItemStatus.PENDING,
+               RunItem.claimed_at.is_(None) | (RunItem.claimed_at < quiet_before))
+        .values(claimed_at=now)
+        .returning(RunItem.item_id))
+    return sorted(r[0] for r in rows)
+
+
+def hand_back(db: Session, *, run_id: int, item_ids: list[int], now: datetime) -> None:
+    """Running items whose worker died go back to pending, stamped as handed out now."""
+    db.execute(update(RunItem)
+               .where(RunItem.run_id == run_id, RunItem.item_id.in_(item_ids),
+                      RunItem.status == RunItemStatus.RUNNING)
+               .values(status=RunItemStatus.PENDING, claimed_at=now))
+
+
 def claim_items(db: Session, *, run_id: int, item_ids: list[int], now: datetime,
                 stale_before: datetime) -> list[int]:
     """Conditionally mark items running; returns those this caller got."""

@@ -19,8 +19,9 @@ def dispatch(run_id: int) -> None:
 
 @celery.task(name="judging.recover")
 def recover() -> None:
-    """Queue again the items whose worker died while judging them."""
-    for run_id, item_ids in work.recover_stale():
+    """Queue again the items whose worker died while judging them, and those of runs whose
+    queued batches were lost with the broker's data."""
+    for run_id, item_ids in work.recover_stale() + work.recover_stalled():
         for start in range(0, len(item_ids), work.DISPATCH_CHUNK):
             judge_batch.delay(run_id, item_ids[start : start + work.DISPATCH_CHUNK])
 

@@ -205,7 +205,28 @@ def recover_stale() -> list[tuple[int, list[int]]]:
     out: list[tuple[int, list[int]]] = []
     with session_scope(write=True) as db:
         for run_id, item_ids in repository.stale_items(db, stale_before=now - _claim_stale()):
-            repository.set_items(db, run_id=run_id, item_ids=item_ids,
-                                 status=RunItemStatus.PENDING)
+            repository.hand_back(db, run_id=run_id, item_ids=item_ids, now=now)
             out.append((run_id, item_ids))
+    return out
+
+
+def recover_stalled() -> list[tuple[int, list[int]]]:
+    """Pending items of runs that have been quiet for the claim timeout: queue them again.
+
+    With a Redis broker that keeps no data, a restart loses every queued batch (and a
+    dispatch not yet run); the rows still say what is left to do, so the watchdog hands it
+    out again. A batch that was only slow, not lost, finds its items claimed or done and
+    does nothing."""
+    now = utcnow()
+    quiet_before = now - _claim_stale()
+    out: list[tuple[int, list[int]]] = []
+    with session_scope(write=True) as db:
+        for run_id in repository.stalled_run_ids(db, quiet_before=quiet_before):
+            db.execute(update(JudgeRun).where(JudgeRun.id == run_id,
+                                              JudgeRun.status == RunStatus.QUEUED)
+                       .values(status=RunStatus.RUNNING, started_at=now))
+            item_ids = repository.hand_out_pending(db, run_id=run_id, now=now,
+                                                   quiet_before=quiet_before)
+            if item_ids:
+                out.append((run_id, item_ids))
     return out

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from app.models import Assignment, HumanLabel, Item, User
+from app.models import Assignment, HumanLabel, Item, Project, User
 from app.models.labels import AssignmentStatus
 from app.models.types import UTCDateTime
 
@@ -84,7 +84,8 @@ _NEXT_CANDIDATE = (
     .order_by(Item.queue_rank, Item.id)  # what the judge was unsure of, first
     .limit(1)
 )
-_NEXT_CANDIDATE_LOCKED = _NEXT_CANDIDATE.with_for_update(skip_locked=True, of=Item)
+_NEXT_CANDIDATE_LOCKED = _NEXT_CANDIDATE.with_for_update(skip_locked=True, of=Item,
+                                                         key_share=True)
 
 
 def next_candidate(db: Session, *, project_id: int, user_id: int, k: int, now: datetime,
@@ -132,6 +133,23 @@ def recount_labels(db: Session, *, item: Item) -> None:
     mark its consensus for recomputing."""
     db.execute(update(Item).where(Item.id == item.id)
                .values(label_count=_labels_on(literal(item.id)), consensus_stale=True))
+
+
+def expire_active_leases(db: Session, *, user_id: int, now: datetime) -> int:
+    """End the user's live leases in every project now; returns how many there were.
+
+    The rows stay ACTIVE with ``expires_at = now``: others no longer count the slot, and the
+    labeler, back within the lease, may keep the item if nobody filled it meanwhile. The
+    status condition is rechecked under the row lock, so a submit that commits first wins.
+    """
+    return db.execute(
+        update(Assignment)
+        # Every project, spelled out: the (project, user, status) index then serves the update.
+        .where(Assignment.project_id.in_(select(Project.id)), Assignment.user_id == user_id,
+               Assignment.status == AssignmentStatus.ACTIVE, Assignment.expires_at > now)
+        .values(expires_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
 
 
 def earlier_label(db: Session, *, idempotency_key: str, item_id: int,

@@ -65,7 +65,11 @@ def label_from_form(form) -> LabelIn:  # noqa: ANN001
             raise BadRequest("Choose A, B or tie on the scale.")
         data["choice"], data["strength"] = scale_to_choice(scale)
     if ranking := form.get("ranking"):
-        data["ranking"] = [int(x) for x in ranking.split(",") if x.strip()]
+        try:
+            data["ranking"] = [int(x) for x in str(ranking).split(",") if x.strip()]
+        except ValueError:
+            raise BadRequest("The ranking must list the item's response ids, "
+                             "separated by commas.") from None
     ratings = {k.removeprefix("rating_"): v for k, v in form.items()
                if k.startswith("rating_") and v}
     if ratings:

@@ -172,6 +172,15 @@ def skip_item(db: Session, *, project: Project, user: User, item_id: int) -> Non
         db.flush()
 
 
+def release_leases(db: Session, *, user_id: int) -> int:
+    """A labeler who logs out holds no item: their live leases end now (returns how many).
+
+    Without this an item stays blocked for ``lease_minutes`` after its labeler left. A tab
+    closed without logging out still frees its item when the lease runs out.
+    """
+    return repository.expire_active_leases(db, user_id=user_id, now=utcnow())
+
+
 def _time_spent(data: LabelIn, assignment: Assignment, now) -> int:  # noqa: ANN001
     if data.time_spent_ms is not None and 0 < data.time_spent_ms < MAX_DAY_MS:
         return data.time_spent_ms

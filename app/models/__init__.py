@@ -16,7 +16,7 @@ from app.models.judging import (
 from app.models.labels import Assignment, HumanLabel
 from app.models.projects import Project, ProjectMember, Rule, RuleSet
 from app.models.training import ModelCheckpoint, TrainingMetric, TrainingRun
-from app.models.users import ApiToken, User, UserSession
+from app.models.users import ApiToken, LoginFailure, User, UserSession
 
 __all__ = [
     "GenerationRun",
@@ -33,6 +33,7 @@ __all__ = [
     "JudgePreview",
     "JudgeRun",
     "JudgeRunItem",
+    "LoginFailure",
     "ApiToken",
     "Assignment",
     "HumanLabel",

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
 from app.auth.deps import ApiPrincipal, DbSession, api_principal
-from app.core.errors import NotFound
+from app.core.errors import Forbidden, NotFound
 from app.models import ModelCheckpoint, TrainingRun
 from app.projects.policies import Action, authorize
 from app.training import repository, service
@@ -101,12 +101,16 @@ def api_checkpoints(project_id: int, p: ApiPrincipal = Depends(api_principal),
 
 # -- what a training worker calls, with the token its task carried ------------------------
 
-def _worker(p: ApiPrincipal, db: Session, run_id: int) -> int | None:
+def _worker(p: ApiPrincipal, db: Session, run_id: int) -> int:
+    """The calling worker token's id. A browser session or another kind of token is refused
+    before the run is looked up, and another project's worker gets 404, so neither learns
+    which runs exist."""
+    if p.token is None or "worker" not in p.token.scopes:
+        raise Forbidden("Only a training run's own worker token may do this.")
     run: TrainingRun | None = repository.get_run(db, run_id=run_id)
-    if run is None:
+    if run is None or run.project_id != p.token.project_id:
         raise NotFound("No such training run.")
-    p.check(project_id=run.project_id, scope="worker")
-    return p.token.id if p.token is not None else None
+    return p.token.id
 
 
 @router.post("/training-runs/{run_id}/claim")

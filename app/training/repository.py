@@ -19,7 +19,7 @@ def list_runs(db: Session, *, project_id: int, limit: int = 50) -> list[Training
 def get_run(db: Session, *, run_id: int, lock: bool = False) -> TrainingRun | None:
     query = select(TrainingRun).where(TrainingRun.id == run_id)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update(key_share=True)
     return db.scalar(query)
 
 

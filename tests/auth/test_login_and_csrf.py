@@ -97,5 +97,7 @@ def test_labeler_cannot_open_admin_pages_of_own_project(client) -> None:
 def test_pages_carry_security_headers(client) -> None:
     response = client.get("/login")
     assert "script-src 'self'" in response.headers["content-security-policy"]
+    script_src = response.headers["content-security-policy"].split("script-src", 1)[1]
+    assert "unsafe-inline" not in script_src.split(";", 1)[0]
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert response.headers["x-content-type-options"] == "nosniff"

@@ -4,13 +4,12 @@ PostgreSQL, while the page's progress partial polls it."""
 from __future__ import annotations
 
 import re
-import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.exports.test_snapshots import rate, rated_items
-from tests.items.test_import_jobs import log_tail, use_env
+from tests.items.test_import_jobs import log_tail
 from tests.support import (
     AppEnv,
     label_all,
@@ -29,8 +28,7 @@ def test_snapshot_from_the_page_is_built_by_the_worker(
     request: pytest.FixtureRequest, app_env: AppEnv, monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    worker_env = use_env(monkeypatch, app_env, TANDEM_BROKER_URL="redis://127.0.0.1:6379/13",
-                         TANDEM_BROKER_KEY_PREFIX=f"t{uuid.uuid4().hex[:12]}:")
+    worker_env = request.getfixturevalue("redis_broker")()
     client = request.getfixturevalue("client")  # built after the env changes
     admin = make_user("admin@example.org", admin=True)
     project = make_project(admin, task_type="rate_and_edit", items=rated_items(30))

@@ -143,10 +143,13 @@ def test_a_redelivered_generation_leaves_a_live_run_alone(client, db) -> None:
                 GenerationRun.id == made["id"]).values(**values)))
 
         mark(status="running", owner="other-copy", heartbeat_at=utcnow())
-        run_generation(run_id=made["id"])
-        assert fake.requests == []  # a live copy is at work: this one does nothing
+        # A live copy is at work: this one does nothing, but asks to look again later
+        # (that copy's worker may have been killed).
+        assert run_generation(run_id=made["id"]) is False
+        assert fake.requests == []
         mark(heartbeat_at=utcnow() - timedelta(hours=1))
-        run_generation(run_id=made["id"])
+        assert run_generation(run_id=made["id"]) is True
+        assert run_generation(run_id=made["id"]) is True  # finished: nothing to look at
     got = client.get(f"/api/v1/projects/{project.id}/generation-runs/{made['id']}",
                      headers=headers).json()
     assert got["status"] == "succeeded"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from pathlib import Path
 
 import pytest
@@ -117,11 +116,8 @@ def test_large_import_runs_as_a_job_on_the_redis_broker(
 ) -> None:
     from app.core.config import get_settings
 
-    prefix = f"t{uuid.uuid4().hex[:12]}:"
-    redis_url = "redis://127.0.0.1:6379/13"
-    worker_env = use_env(monkeypatch, app_env, TANDEM_BROKER_URL=redis_url,
-                         TANDEM_BROKER_KEY_PREFIX=prefix, TANDEM_IMPORT_SYNC_LIMIT=SYNC_LIMIT)
-    assert get_settings().resolved_broker_url == redis_url
+    worker_env = request.getfixturevalue("redis_broker")(TANDEM_IMPORT_SYNC_LIMIT=SYNC_LIMIT)
+    assert get_settings().resolved_broker_url.startswith("redis://")
     client = request.getfixturevalue("client")  # built after the env changes
 
     admin = make_user("admin@example.org", admin=True)
@@ -160,10 +156,8 @@ def test_large_import_runs_as_a_job_on_the_redis_broker(
         stop_process(proc)
         import redis
 
-        r = redis.Redis.from_url(redis_url)
-        keys = list(r.scan_iter(match=f"{prefix}*"))
-        if keys:
-            r.delete(*keys)
+        r = redis.Redis.from_url(worker_env["TANDEM_BROKER_URL"])
+        keys = list(r.scan_iter(match=f"{worker_env['TANDEM_BROKER_KEY_PREFIX']}*"))
         r.close()
     assert keys, "nothing in Redis under this test's key prefix"
     worker_log = log_tail(log, 100_000)
@@ -334,3 +328,39 @@ def test_job_rerun_after_a_crash_starts_again(app_env: AppEnv,
     assert job.status == "succeeded"
     assert job.report["created"] == n and job.report["unchanged"] == 0
     assert item_counts(project.id) == (n, n)
+
+
+def test_a_redelivered_job_leaves_a_live_copy_alone_then_takes_over_a_silent_one(
+        app_env: AppEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two copies of the task never import at once; a killed copy's job is not stuck."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.items.service import import_file, run_import_job
+    from app.models import ImportJob, Project, User
+    from app.models.types import utcnow
+
+    use_env(monkeypatch, app_env, TANDEM_IMPORT_SYNC_LIMIT="10")
+    admin = make_user("admin@example.org", admin=True)
+    project = make_project(admin, name="Redelivered")
+    report = write(lambda db: import_file(db, project=db.get(Project, project.id),
+                                          user=db.get(User, admin.id),
+                                          data=jsonl(sample_items(40)), filename="big.jsonl",
+                                          file_format="jsonl"))
+
+    def mark(**values) -> None:  # noqa: ANN003
+        write(lambda db: db.execute(update(ImportJob).where(ImportJob.id == report.job_id)
+                                    .values(**values)))
+
+    mark(status="running", owner="other-copy", heartbeat_at=utcnow())
+    assert run_import_job(job_id=report.job_id) is False  # look again later
+    assert load_job(report.job_id).owner == "other-copy"
+    assert item_counts(project.id) == (0, 0)
+
+    mark(heartbeat_at=utcnow() - timedelta(hours=1))  # that copy went silent
+    assert run_import_job(job_id=report.job_id) is True
+    job = load_job(report.job_id)
+    assert job.status == "succeeded" and job.owner != "other-copy"
+    assert item_counts(project.id) == (40, 40)
+    assert run_import_job(job_id=report.job_id) is True  # finished: nothing to do

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 
 import pytest
 from sqlalchemy import func, select
@@ -20,7 +19,6 @@ from tests.judging.fake_openai import FakeOpenAI, completion
 from tests.support import (
     make_project,
     make_user,
-    reset_caches,
     sample_items,
     start_worker,
     stop_process,
@@ -32,16 +30,10 @@ pytestmark = [pytest.mark.worker, pytest.mark.parametrize("backend", ["postgresq
 
 
 @pytest.fixture
-def redis_env(app_env, monkeypatch):  # noqa: ANN001, ANN201
-    env = dict(app_env.env, TANDEM_BROKER_URL="redis://127.0.0.1:6379/13",
-               TANDEM_BROKER_KEY_PREFIX=f"t{uuid.uuid4().hex[:8]}:",
-               TANDEM_BROKER_VISIBILITY_TIMEOUT_S="4", TANDEM_JUDGE_CLAIM_STALE_S="3",
-               TANDEM_JUDGE_MAX_RETRIES="2", TANDEM_JUDGE_RETRY_BASE_S="0.2",
-               JUDGE_KEY="sk-reliability-secret")
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    reset_caches()
-    return env
+def redis_env(redis_broker):  # noqa: ANN001, ANN201
+    return redis_broker(TANDEM_BROKER_VISIBILITY_TIMEOUT_S="4", TANDEM_JUDGE_CLAIM_STALE_S="3",
+                        TANDEM_JUDGE_MAX_RETRIES="2", TANDEM_JUDGE_RETRY_BASE_S="0.2",
+                        JUDGE_KEY="sk-reliability-secret")
 
 
 def configure(project, fake: FakeOpenAI, **kw) -> None:  # noqa: ANN001, ANN003

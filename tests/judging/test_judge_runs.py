@@ -4,7 +4,6 @@ human queue, secrets kept out of storage, and a real worker with the real model 
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 from sqlalchemy import func, inspect, select, text
@@ -19,7 +18,6 @@ from tests.judging.fake_openai import FakeOpenAI, completion
 from tests.support import (
     make_project,
     make_user,
-    reset_caches,
     sample_items,
     start_worker,
     stop_process,
@@ -157,14 +155,9 @@ def test_the_api_key_is_never_stored(fake, db, app_env) -> None:  # noqa: ANN001
 @pytest.mark.worker
 @pytest.mark.model
 @pytest.mark.parametrize("backend", ["postgresql"])
-def test_a_run_with_the_local_model_through_a_worker_on_redis(client, app_env, monkeypatch,
+def test_a_run_with_the_local_model_through_a_worker_on_redis(client, redis_broker,
                                                               tmp_path) -> None:
-    prefix = f"t{uuid.uuid4().hex[:8]}:"
-    env = dict(app_env.env, TANDEM_BROKER_URL="redis://127.0.0.1:6379/13",
-               TANDEM_BROKER_KEY_PREFIX=prefix, OMP_NUM_THREADS="2")
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    reset_caches()
+    env = redis_broker(OMP_NUM_THREADS="2")
     admin = make_user("admin@example.org", admin=True)
     project = make_project(admin, task_type="ranking", items=sample_items(3, responses=3),
                            rules=[("polite", "Be polite")])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import uuid
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,6 @@ from app.exports.snapshots import build_snapshot, create_snapshot
 from tests.exports.test_snapshots import rate, rated_items
 from tests.items.test_import_jobs import log_tail
 from tests.support import (
-    AppEnv,
     label_all,
     make_project,
     make_user,
@@ -35,11 +33,9 @@ TINY = {"max_steps": 2, "per_device_train_batch_size": 2, "max_length": 128,
 
 
 @pytest.fixture
-def cluster(app_env: AppEnv, tmp_path: Path):  # noqa: ANN201
+def cluster(redis_broker, tmp_path: Path):  # noqa: ANN001, ANN201
     """The web server and a training worker, sharing PostgreSQL and a Redis broker."""
-    env = dict(app_env.env, TANDEM_BROKER_URL="redis://127.0.0.1:6379/13",
-               TANDEM_BROKER_KEY_PREFIX=f"t{uuid.uuid4().hex[:12]}:",
-               TANDEM_ARTIFACTS_DIR=str(tmp_path / "artifacts"),
+    env = redis_broker(TANDEM_ARTIFACTS_DIR=str(tmp_path / "artifacts"),
                TANDEM_TRAINING_HEARTBEAT_S="1", TANDEM_TRAINING_HEARTBEAT_TIMEOUT_S="4",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="2")
     server, base = start_server(env, tmp_path / "server.log")

@@ -1,0 +1,178 @@
+"""Simulated labelers over real HTTP, shared by ``bench.run`` and ``bench.load``.
+
+Each labeler is a thread with its own httpx client: it logs in through the form, then loops
+``label/next`` / ``label/submit`` as the htmx page does, and may log out halfway (a labeler
+who leaves). Every request is timed per endpoint, its status counted, and its body checked
+for a SQLite lock error that reached the user.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from collections import Counter, defaultdict
+
+import httpx
+
+PASSWORD = "correct-horse-1"
+ITEM_RE = re.compile(r'name="item_id" value="(\d+)"')
+KEY_RE = re.compile(r'name="idempotency_key" value="([^"]+)"')
+NOTICE_RE = re.compile(r'id="label-notice">([^<]*)<')
+HX = {"HX-Request": "true"}
+LOCKED = "database is locked"
+SLOW_S = 1.0
+
+
+class Budget:
+    """How many submits may still be made; a submit that is not acknowledged gives its slot back."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+    def give_back(self) -> None:
+        with self.lock:
+            self.left += 1
+
+    def stop(self) -> None:
+        """No more submits: every labeler finishes after its current request."""
+        with self.lock:
+            self.left = -(10**9)
+
+
+def task_of(html: str) -> tuple[str, str] | None:
+    """The (item id, idempotency key) of the task panel, or None when the queue is empty."""
+    m_item, m_key = ITEM_RE.search(html), KEY_RE.search(html)
+    if not m_item or not m_key:
+        return None
+    return m_item.group(1), m_key.group(1)
+
+
+class Labeler(threading.Thread):
+    """One labeler. ``leave_after``: log out after that many acknowledged labels."""
+
+    def __init__(self, url: str, project_id: int, email: str, budget: Budget,
+                 start_gate: threading.Barrier, seed: int, think_s: float = 0.0,
+                 leave_after: int | None = None) -> None:
+        super().__init__(daemon=True)
+        self.think_s = think_s
+        self.url, self.project_id, self.email = url, project_id, email
+        self.budget, self.gate = budget, start_gate
+        self.leave_after = leave_after
+        self.rng = random.Random(seed)
+        self.times: dict[str, list[float]] = defaultdict(list)  # endpoint -> seconds
+        self.statuses: Counter[str] = Counter()  # "endpoint status" -> count
+        self.errors: Counter[str] = Counter()  # non-200 on next/submit
+        self.locked = 0  # responses that told the user the database was locked
+        self.slow: list[tuple[str, float, float]] = []  # (endpoint, wall-clock start, seconds)
+        self.acked = 0
+        self.acked_items: list[int] = []
+        self.not_saved: Counter[str] = Counter()
+        self.ties = 0
+        self.exception: str | None = None
+        self.queue_empty = False
+        self.left = False  # logged out halfway
+        self.held_when_leaving: int | None = None  # the item leased when it logged out
+
+    @property
+    def next_s(self) -> list[float]:
+        return self.times["next"]
+
+    @property
+    def submit_s(self) -> list[float]:
+        return self.times["submit"]
+
+    def _post(self, client: httpx.Client, endpoint: str, path: str, **kw) -> httpx.Response:  # noqa: ANN003
+        started, t0 = time.time(), time.perf_counter()
+        r = client.post(path, **kw)
+        took = time.perf_counter() - t0
+        self.times[endpoint].append(took)
+        if took > SLOW_S:  # kept with its time, to find in the server and database logs
+            self.slow.append((endpoint, started, took))
+        self.statuses[f"{endpoint} {r.status_code}"] += 1
+        if LOCKED in r.text:
+            self.locked += 1
+        return r
+
+    def run(self) -> None:
+        from tests.support import login
+
+        try:
+            with httpx.Client(base_url=self.url, timeout=60) as client:
+                t0 = time.perf_counter()
+                csrf = login(client, self.email, PASSWORD)
+                self.times["login"].append(time.perf_counter() - t0)
+                self.gate.wait()
+                self._loop(client, csrf)
+        except Exception as exc:  # noqa: BLE001 (reported in the results)
+            self.exception = f"{type(exc).__name__}: {exc}"
+            try:
+                self.gate.abort()
+            except threading.BrokenBarrierError:
+                pass
+
+    def _loop(self, client: httpx.Client, csrf: str) -> None:
+        base = f"/projects/{self.project_id}/label"
+        item: tuple[str, str] | None = None
+        consecutive_errors = 0
+        while consecutive_errors < 20:
+            if item is None:
+                r = self._post(client, "next", f"{base}/next", data={"csrf_token": csrf},
+                               headers=HX)
+                if r.status_code != 200:
+                    self.errors[f"next {r.status_code}"] += 1
+                    consecutive_errors += 1
+                    continue
+                item = task_of(r.text)
+                if item is None:
+                    self.queue_empty = True
+                    return
+            if self.leave_after is not None and self.acked >= self.leave_after:
+                self._leave(client, csrf, int(item[0]))
+                return
+            if not self.budget.take():
+                return
+            if self.think_s:
+                # A labeler reads the item before answering; 0 means back-to-back requests.
+                time.sleep(self.rng.uniform(0.5, 1.5) * self.think_s)
+            scale = self.rng.choice("11222334455")
+            r = self._post(client, "submit", f"{base}/submit", headers=HX, data={
+                "csrf_token": csrf, "item_id": item[0], "idempotency_key": item[1],
+                "scale": scale, "time_spent_ms": str(self.rng.randint(2000, 60000)),
+                "rationale": "",
+            })
+            if r.status_code != 200:
+                self.errors[f"submit {r.status_code}"] += 1
+                self.budget.give_back()
+                consecutive_errors += 1
+                item = None
+                continue
+            consecutive_errors = 0
+            notice = (m.group(1).strip() if (m := NOTICE_RE.search(r.text)) else "")
+            if notice == "Saved.":
+                self.acked += 1
+                self.acked_items.append(int(item[0]))
+                self.ties += scale == "3"
+            else:
+                self.not_saved[notice or "(no notice)"] += 1
+                self.budget.give_back()
+            item = task_of(r.text)
+            if item is None and "queue-empty" in r.text:
+                self.queue_empty = True
+                return
+
+    def _leave(self, client: httpx.Client, csrf: str, holding: int) -> None:
+        """Log out through the page's form while holding a lease, as a labeler who is done."""
+        r = self._post(client, "logout", "/logout", data={"csrf_token": csrf})
+        if r.status_code != 303:
+            self.errors[f"logout {r.status_code}"] += 1
+        self.left, self.held_when_leaving = True, holding
