@@ -3,7 +3,8 @@
 Each labeler is a thread with its own httpx client: it logs in through the form, then loops
 ``label/next`` / ``label/submit`` as the htmx page does, and may log out halfway (a labeler
 who leaves). Every request is timed per endpoint, its status counted, and its body checked
-for a SQLite lock error that reached the user.
+for a SQLite lock error that reached the user. Given several server URLs, a labeler sends each
+request to the next one (``Spread``), as a proxy without sticky sessions would.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 
 import httpx
 
@@ -57,15 +59,47 @@ def task_of(html: str) -> tuple[str, str] | None:
     return m_item.group(1), m_key.group(1)
 
 
-class Labeler(threading.Thread):
-    """One labeler. ``leave_after``: log out after that many acknowledged labels."""
+class Spread:
+    """An httpx request hook that sends each request to the next of several web processes of
+    one host (cookies are per host, not per port): the session made on one server is used on
+    the others, as behind a proxy without sticky sessions."""
 
-    def __init__(self, url: str, project_id: int, email: str, budget: Budget,
+    def __init__(self, urls: Sequence[str]) -> None:
+        self.urls = list(urls)
+        self.turn = 0
+        self.sent: Counter[str] = Counter()  # server URL -> requests sent to it
+        self.last: str | None = None  # where the latest request went
+        self.login_at: str | None = None  # the server that accepted the login form
+
+    def __call__(self, request: httpx.Request) -> None:
+        self.last = self.urls[self.turn % len(self.urls)]
+        self.turn += 1
+        target = httpx.URL(self.last)
+        request.url = request.url.copy_with(scheme=target.scheme, host=target.host,
+                                            port=target.port)
+        request.headers["Host"] = target.netloc.decode()
+        self.sent[self.last] += 1
+        if request.method == "POST" and request.url.path == "/login":
+            self.login_at = self.last
+
+    def avoid(self, url: str | None) -> None:
+        """Send the next request to a server other than ``url``."""
+        if url is not None and self.urls[self.turn % len(self.urls)] == url:
+            self.turn += 1
+
+
+class Labeler(threading.Thread):
+    """One labeler. ``leave_after``: log out after that many acknowledged labels. ``url`` is
+    one server, or several that the labeler's requests take in turn (see Spread)."""
+
+    def __init__(self, url: str | Sequence[str], project_id: int, email: str, budget: Budget,
                  start_gate: threading.Barrier, seed: int, think_s: float = 0.0,
                  leave_after: int | None = None) -> None:
         super().__init__(daemon=True)
         self.think_s = think_s
-        self.url, self.project_id, self.email = url, project_id, email
+        self.urls = [url] if isinstance(url, str) else list(url)
+        self.url, self.project_id, self.email = self.urls[0], project_id, email
+        self.spread = Spread(self.urls) if len(self.urls) > 1 else None
         self.budget, self.gate = budget, start_gate
         self.leave_after = leave_after
         self.rng = random.Random(seed)
@@ -82,6 +116,7 @@ class Labeler(threading.Thread):
         self.queue_empty = False
         self.left = False  # logged out halfway
         self.held_when_leaving: int | None = None  # the item leased when it logged out
+        self.logout_at: str | None = None  # the server that took the logout (several URLs)
 
     @property
     def next_s(self) -> list[float]:
@@ -107,7 +142,8 @@ class Labeler(threading.Thread):
         from tests.support import login
 
         try:
-            with httpx.Client(base_url=self.url, timeout=60) as client:
+            hooks = {"request": [self.spread]} if self.spread else {}
+            with httpx.Client(base_url=self.url, timeout=60, event_hooks=hooks) as client:
                 t0 = time.perf_counter()
                 csrf = login(client, self.email, PASSWORD)
                 self.times["login"].append(time.perf_counter() - t0)
@@ -171,8 +207,12 @@ class Labeler(threading.Thread):
                 return
 
     def _leave(self, client: httpx.Client, csrf: str, holding: int) -> None:
-        """Log out through the page's form while holding a lease, as a labeler who is done."""
+        """Log out through the page's form while holding a lease, as a labeler who is done
+        (across several servers: on another one than took the login)."""
+        if self.spread:
+            self.spread.avoid(self.spread.login_at)
         r = self._post(client, "logout", "/logout", data={"csrf_token": csrf})
+        self.logout_at = self.spread.last if self.spread else self.url
         if r.status_code != 303:
             self.errors[f"logout {r.status_code}"] += 1
         self.left, self.held_when_leaving = True, holding

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.load [--backend postgresql|sqlite|both] [--labelers 32]
         [--submissions 10000] [--items N] [--k 2] [--judge-workers 2] [--leavers 4]
+        [--web-processes 1]
 
 Then checks what must hold whatever the load: every acknowledged label stored exactly once, no
 item over k human labels, no labeler twice on an item, no live lease of a labeler who logged
@@ -22,6 +23,8 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +67,9 @@ class LoadConfig:
     judge_latency_ms: tuple[float, float] = (50.0, 200.0)  # the stand-in endpoint's delay
     judge_concurrency: int = 16
     judge_timeout_s: float = 600.0
+    # Several web processes on one database: each labeler's requests take them in turn.
+    web_processes: int = 1
+    worker_queues: str = "judge"
 
     @property
     def item_count(self) -> int:
@@ -197,8 +203,14 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_load(backend: Backend, cfg: LoadConfig, logdir: Path) -> dict:
-    """Server, judge workers and labelers on one migrated backend (its env names the broker:
+# Called once the labelers are at work and the judge runs started, with the servers' URLs
+# and the context (project id, API token); its result is kept as out["during"].
+During = Callable[[list[str], dict], object]
+
+
+def run_load(backend: Backend, cfg: LoadConfig, logdir: Path,
+             during: During | None = None) -> dict:
+    """Servers, judge workers and labelers on one migrated backend (its env names the broker:
     see broker_env); returns the results, invariants included."""
     from tests.support import start_worker, stop_process, wait_for
 
@@ -207,7 +219,7 @@ def run_load(backend: Backend, cfg: LoadConfig, logdir: Path) -> dict:
     t0 = time.perf_counter()
     # The workers boot (imports: seconds) while the data is made in this process.
     logs = [logdir / f"worker{i}.log" for i in range(cfg.judge_workers)]
-    workers = [start_worker(backend.env, queues="judge", log=log) for log in logs]
+    workers = [start_worker(backend.env, queues=cfg.worker_queues, log=log) for log in logs]
     try:
         with StandInJudge(cfg.judge_latency_ms) as judge:
             ctx = setup(backend, cfg, judge.fake.base_url)
@@ -218,10 +230,14 @@ def run_load(backend: Backend, cfg: LoadConfig, logdir: Path) -> dict:
                      timeout=180, interval=0.2, what="the judge workers to be ready")
             assert all(w.poll() is None for w in workers), "a judge worker exited"
             out["workers_ready_s"] = time.perf_counter() - t0
-            with Server(backend.env, log=logdir / "server.log") as server, httpx.Client(
-                    base_url=server.url, timeout=60,
-                    headers={"Authorization": f"Bearer {ctx['token']}"}) as api:
-                out.update(_drive(server, api, ctx, cfg, [w.pid for w in workers]))
+            with ExitStack() as stack:
+                servers = [stack.enter_context(Server(backend.env, log=logdir / name))
+                           for name in (["server.log"] if cfg.web_processes == 1 else
+                                        [f"server{i}.log" for i in range(cfg.web_processes)])]
+                api = stack.enter_context(httpx.Client(
+                    base_url=servers[0].url, timeout=60,
+                    headers={"Authorization": f"Bearer {ctx['token']}"}))
+                out.update(_drive(servers, api, ctx, cfg, [w.pid for w in workers], during))
             out["judge_calls"] = len(judge.fake.requests)
     finally:
         for w in workers:
@@ -232,22 +248,28 @@ def run_load(backend: Backend, cfg: LoadConfig, logdir: Path) -> dict:
     return out
 
 
-def _drive(server: Server, api: httpx.Client, ctx: dict, cfg: LoadConfig,
-           worker_pids: list[int]) -> dict:
+def _drive(servers: list[Server], api: httpx.Client, ctx: dict, cfg: LoadConfig,
+           worker_pids: list[int], during: During | None) -> dict:
     budget = Budget(cfg.submissions)
     gate = threading.Barrier(cfg.labelers + 1)
     halfway = max(1, cfg.submissions // cfg.labelers // 2)
-    threads = [Labeler(server.url, ctx["project_id"], email, budget, gate, seed=i,
+    urls = [s.url for s in servers]
+    # Labeler i starts on server i mod n, so that every server takes logins.
+    threads = [Labeler(urls[i % len(urls):] + urls[:i % len(urls)], ctx["project_id"], email,
+                       budget, gate, seed=i,
                        think_s=cfg.think_ms / 1000,
                        leave_after=halfway if i < cfg.leavers else None)
                for i, email in enumerate(ctx["emails"])]
     for t in threads:
         t.start()
     gate.wait(timeout=300)  # everyone has logged in (argon2: slow on purpose)
-    cpu0 = time.process_time(), cpu_s(server.pid), sum(map(cpu_s, worker_pids))
+    server_pids = [s.pid for s in servers]
+    cpu0 = (time.process_time(), sum(map(cpu_s, server_pids)),
+            sum(map(cpu_s, worker_pids)))
     t0 = time.perf_counter()
     try:
         run_ids, start_s = start_judge_runs(api, ctx, cfg)
+        during_out = during(urls, ctx) if during else None
     except BaseException:
         budget.stop()  # no judge load: stop the labelers before giving up
         for t in threads:
@@ -256,7 +278,7 @@ def _drive(server: Server, api: httpx.Client, ctx: dict, cfg: LoadConfig,
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    cpu = [time.process_time() - cpu0[0], cpu_s(server.pid) - cpu0[1],
+    cpu = [time.process_time() - cpu0[0], sum(map(cpu_s, server_pids)) - cpu0[1],
            sum(map(cpu_s, worker_pids)) - cpu0[2]]
     runs_at_end = wait_for_runs(api, ctx, run_ids, timeout=0)
     runs = wait_for_runs(api, ctx, run_ids, timeout=cfg.judge_timeout_s)
@@ -282,8 +304,14 @@ def _drive(server: Server, api: httpx.Client, ctx: dict, cfg: LoadConfig,
         "per_labeler": [t.acked for t in threads],
         "acked_pairs": [(ctx["user_ids"][t.email], i) for t in threads for i in t.acked_items],
         "leavers": [{"user_id": ctx["user_ids"][t.email], "left": t.left,
-                     "held_when_leaving": t.held_when_leaving}
+                     "held_when_leaving": t.held_when_leaving,
+                     "login_at": t.spread.login_at if t.spread else t.url,
+                     "logout_at": t.logout_at}
                     for t in threads if t.leave_after is not None],
+        # Requests each server took (several web processes only).
+        "requests_per_server": dict(sum((t.spread.sent for t in threads if t.spread),
+                                        Counter())),
+        "during": during_out,
         # CPU seconds per second of labeling: 1.0 is one core busy the whole time.
         "cpu": {"client_core_share": cpu[0] / wall, "server_core_share": cpu[1] / wall,
                 "workers_core_share": cpu[2] / wall, "cores": os.cpu_count(),
@@ -353,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--judge-workers", type=int, default=2)
     ap.add_argument("--judge-runs", type=int, default=1)
     ap.add_argument("--leavers", type=int, default=4)
+    ap.add_argument("--web-processes", type=int, default=1,
+                    help="servers on the one database; each labeler takes them in turn")
     ap.add_argument("--think-ms", type=float, default=0.0,
                     help="mean reading time before each submit (0: back to back)")
     args = ap.parse_args(argv)
@@ -364,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = LoadConfig(labelers=args.labelers or (32 if kind == "postgresql" else 8),
                          submissions=args.submissions, items=args.items, k=args.k,
                          judge_workers=args.judge_workers, judge_runs=args.judge_runs,
-                         leavers=args.leavers, think_ms=args.think_ms)
+                         leavers=args.leavers, think_ms=args.think_ms,
+                         web_processes=args.web_processes)
         print(f"== {kind}: {cfg.labelers} labelers, {cfg.submissions} submissions, "
               f"{cfg.item_count} items, {cfg.judge_workers} judge workers", flush=True)
         backend = create_backend(kind)

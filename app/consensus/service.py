@@ -205,7 +205,9 @@ def refresh_for_page(db: Session, *, project_id: int, limit: int = PAGE_REFRESH_
 
 
 # When this process last asked a worker to refresh a project, so page views don't queue a
-# task each; the task itself is idempotent.
+# task each; the task itself is idempotent. Kept per process on purpose: with N web
+# processes a project gets at most N nudges per RESEND_S, and each recomputes only what
+# is still stale then (refresh claims items by clearing their flag in the database).
 _sent: dict[int, float] = {}
 RESEND_S = 30.0
 
