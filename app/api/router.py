@@ -15,8 +15,10 @@ from app.exports import snapshots
 from app.exports.formats import ExportFormat
 from app.exports.router import file_response, snapshot_json, stream_export
 from app.exports.schemas import SnapshotIn
+from app.items import listing
 from app.items import repository as items_repo
 from app.items import service as items
+from app.items.list_schemas import parse_query
 from app.items.router import file_format_of, read_upload
 from app.labeling.service import project_progress
 from app.projects import repository
@@ -62,6 +64,26 @@ def api_get_project(project_id: int, p: ApiPrincipal = Depends(api_principal),
     progress = (project_progress(db, project=access.project)
                 if access.can(Action.SEE_PROGRESS) else None)
     return _project_json(access.project, progress)
+
+
+@router.get("/projects/{project_id}/items")
+def api_list_items(project_id: int, status: str = "", prefix: str = "", round: str = "",  # noqa: A002
+                   tag: str = "", source: str = "", cursor: str = "", limit: str = "",
+                   p: ApiPrincipal = Depends(api_principal),
+                   db: Session = DbSession) -> dict[str, Any]:
+    """The project's items in id order, ``limit`` (default 50, at most 200) at a time; pass
+    ``next_cursor`` back as ``cursor`` for the next page. Filters: ``status`` (todo,
+    in_progress, done, conflict, gold), ``prefix`` (of the external id), ``round``, ``tag``,
+    ``source`` (of the consensus). A tag page may hold fewer items than ``limit`` (tags are
+    not indexed; each page searches a stretch of the project): go on while there is a cursor."""
+    p.check(project_id=project_id, scope="read")
+    access = authorize(db, user=p.user, project_id=project_id, action=Action.SEE_PROGRESS)
+    page = listing.list_items(db, project=access.project, query=parse_query(
+        status=status, prefix=prefix, round=round, tag=tag, source=source, cursor=cursor,
+        limit=limit))
+    return {"items": [r.as_json() for r in page.rows],
+            "next_cursor": page.next_cursor.encode() if page.next_cursor else None,
+            "prev_cursor": page.prev_cursor.encode() if page.prev_cursor else None}
 
 
 @router.post("/projects/{project_id}/items")

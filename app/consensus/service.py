@@ -224,6 +224,8 @@ def set_gold(db: Session, *, project: Project, item_id: int, ranking: list[int] 
     item.is_gold = ranking is not None
     item.consensus_stale = True
     db.flush()
+    items.refresh_in_queue(db, where=Item.id == item_id)  # gold leaves the human queue
+    db.expire(item, ["in_queue"])
     return item
 
 

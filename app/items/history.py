@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.core.security import hash_password
 from app.items.parsing import ParsedItem
+from app.items.repository import refresh_in_queue
 from app.models import (
     Adjudication,
     AiLabel,
@@ -102,6 +103,7 @@ def restore(db: Session, *, project_id: int, task_type: str,
         consensus_stale=True,
         label_count=select(func.count()).select_from(HumanLabel)
         .where(HumanLabel.item_id == Item.id).scalar_subquery()))
+    refresh_in_queue(db, where=Item.id.in_(ids))  # now that labels, routes and gold are in
 
 
 def _restore_item(ctx: _Context, item_id: int, parsed: ParsedItem, rids: list[int]) -> None:

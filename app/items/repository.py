@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from app.models import ImportJob, Item, Response
+from app.models import ImportJob, Item, Project, Response
 from app.models.items import ResponseSource
+
+
+def in_queue_when(label_count: ColumnElement) -> ColumnElement[bool]:
+    """What ``items.in_queue`` means: the item wants more human labels (fewer than the
+    project's k), and neither an accepted AI label nor a gold answer took it out of the
+    queue. In an UPDATE it reads the row's values before the update."""
+    k = select(Project.overlap_k).where(Project.id == Item.project_id).scalar_subquery()
+    return and_(label_count < k, ~Item.ai_accepted, ~Item.is_gold)
+
+
+def refresh_in_queue(db: Session, *, where: ColumnElement[bool]) -> None:
+    """Rewrite ``in_queue`` of the items ``where`` selects from their current values (after a
+    change of k, of the AI route, of gold, or of labels restored by an import)."""
+    db.execute(update(Item).where(where).values(in_queue=in_queue_when(Item.label_count))
+               .execution_options(synchronize_session=False))
 
 
 def existing_external_ids(db: Session, *, project_id: int, external_ids: Sequence[str]) -> set[str]:

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app.items import repository as items
 from app.models import AiLabel, HumanLabel, Item, JudgeCacheEntry, JudgeConfig, JudgeRun
 from app.models import JudgeRunItem as RunItem
 from app.models.judging import RunItemStatus
@@ -185,3 +186,4 @@ def set_item_routing(db: Session, *, item_id: int, route: str) -> None:
     db.execute(update(Item).where(Item.id == item_id).values(
         ai_accepted=route in ("accepted", "review"),
         queue_rank=0 if route == "human" else 1, consensus_stale=True))
+    items.refresh_in_queue(db, where=Item.id == item_id)

@@ -8,10 +8,8 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
-    case,
     exists,
     func,
-    literal,
     or_,
     select,
     text,
@@ -19,6 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from app.items.repository import in_queue_when
 from app.models import Assignment, HumanLabel, Item, Project, User
 from app.models.labels import AssignmentStatus
 from app.models.types import UTCDateTime
@@ -71,9 +70,9 @@ _NEXT_CANDIDATE = (
     .where(
         Item.project_id == bindparam("project_id"),
         Item.ready,
+        Item.in_queue,  # the queue index holds only these: finished items cost nothing
         ~Item.ai_accepted,  # the AI judge labeled it confidently: no human needed
         ~Item.is_gold,  # gold items come through next_gold_item, outside the k cap
-        Item.label_count < bindparam("k"),
         ~exists().where(Assignment.item_id == Item.id,
                         Assignment.user_id == bindparam("user_id")),
         Item.label_count + select(func.count()).select_from(Assignment).where(
@@ -83,6 +82,8 @@ _NEXT_CANDIDATE = (
     )
     .order_by(Item.queue_rank, Item.id)  # what the judge was unsure of, first
     .limit(1)
+    # SQLite's planner would rather range over label_count and sort every open item.
+    .with_hint(Item, "INDEXED BY ix_items_human_queue", "sqlite")
 )
 _NEXT_CANDIDATE_LOCKED = _NEXT_CANDIDATE.with_for_update(skip_locked=True, of=Item,
                                                          key_share=True)
@@ -128,11 +129,22 @@ def used_slots(db: Session, *, item_id: int, now: datetime, except_user: int | N
                                    "except_user": except_user or 0}) or 0
 
 
+def _recount_statement():  # noqa: ANN202
+    labels = _labels_on(bindparam("counted_item"))
+    return (update(Item).where(Item.id == bindparam("counted_item"))
+            .values(label_count=labels, in_queue=in_queue_when(labels), consensus_stale=True)
+            .execution_options(synchronize_session=False))
+
+
+# Built once (the hot path runs it with a new id): recount, queue flag, consensus mark.
+_RECOUNT = _recount_statement()
+
+
 def recount_labels(db: Session, *, item: Item) -> None:
-    """Set the item's label count from its labels (one UPDATE; the value is recounted), and
-    mark its consensus for recomputing."""
-    db.execute(update(Item).where(Item.id == item.id)
-               .values(label_count=_labels_on(literal(item.id)), consensus_stale=True))
+    """Set the item's label count from its labels (one UPDATE; the value is recounted), its
+    place in the human queue, and mark its consensus for recomputing."""
+    db.execute(_RECOUNT, {"counted_item": item.id})
+    db.expire(item, ["label_count", "in_queue", "consensus_stale"])  # read again if asked
 
 
 def expire_active_leases(db: Session, *, user_id: int, now: datetime) -> int:
@@ -165,39 +177,28 @@ def earlier_label(db: Session, *, idempotency_key: str, item_id: int,
 
 
 def item_status_counts(db: Session, *, project_id: int, k: int, now: datetime) -> dict[str, int]:
-    """Items done (k labels), in progress (some labels or a live lease) and to do."""
-    labels = (
-        select(HumanLabel.item_id, func.count().label("n"))
-        .where(HumanLabel.project_id == project_id)
-        .group_by(HumanLabel.item_id)
-        .subquery()
-    )
-    leased = (
-        select(Assignment.item_id)
-        .where(
-            Assignment.project_id == project_id,
-            Assignment.status == AssignmentStatus.ACTIVE,
-            Assignment.expires_at > now,
-        )
-        .distinct()
-        .subquery()
-    )
-    n = func.coalesce(labels.c.n, 0)
-    status = case(
-        (n >= k, "done"),
-        (and_(n == 0, leased.c.item_id.is_(None)), "todo"),
-        else_="in_progress",
-    )
-    rows = db.execute(
-        select(status.label("status"), func.count())
-        .select_from(Item)
-        .outerjoin(labels, labels.c.item_id == Item.id)
-        .outerjoin(leased, leased.c.item_id == Item.id)
-        .where(Item.project_id == project_id, Item.ready)
-        .group_by(status)
-    )
+    """Items done (k labels), in progress (some labels or a live lease) and to do.
+
+    Counted from each item's label_count (recounted from its labels under the item's lock),
+    read from the (project, ready, label_count, id) index alone, plus the project's live
+    leases (a handful): no join over the labels, no read of the items table.
+    """
     counts = {"done": 0, "in_progress": 0, "todo": 0}
-    counts.update({s: c for s, c in rows})
+    for label_count, n in db.execute(
+        select(Item.label_count, func.count())
+        .where(Item.project_id == project_id, Item.ready)
+        .group_by(Item.label_count)
+    ):
+        counts["done" if label_count >= k else "in_progress" if label_count > 0 else "todo"] += n
+    leased_unlabeled = db.scalar(
+        select(func.count(func.distinct(Assignment.item_id)))
+        .join(Item, Item.id == Assignment.item_id)
+        .where(Assignment.project_id == project_id,
+               Assignment.status == AssignmentStatus.ACTIVE,
+               Assignment.expires_at > now, Item.ready, Item.label_count == 0)
+    ) or 0
+    counts["todo"] -= leased_unlabeled
+    counts["in_progress"] += leased_unlabeled
     return counts
 
 

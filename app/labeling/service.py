@@ -8,8 +8,8 @@ item gets more than k labels and no labeler gets an item twice.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -246,21 +246,55 @@ def _rate_and_edit(db: Session, label: HumanLabel, data: LabelIn, originals: lis
 
 
 @dataclass(frozen=True)
+class LabelerStat:
+    """A labeler as the progress table shows them (plain values: kept across requests)."""
+
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
 class Progress:
     total: int
     done: int
     in_progress: int
     todo: int
-    labelers: list[tuple[User, int, float]]
+    labelers: list[tuple[LabelerStat, int, float]]
+    # When a big project's numbers were counted (app.labeling.progress_cache); None: now.
+    as_of: datetime | None = None
 
     @property
     def percent_done(self) -> int:
         return round(100 * self.done / self.total) if self.total else 0
 
 
+def status_counts(db: Session, *, project: Project) -> dict[str, int]:
+    """Items done, in progress and to do (see project_progress for how fresh)."""
+    p = project_progress(db, project=project)
+    return {"done": p.done, "in_progress": p.in_progress, "todo": p.todo}
+
+
 def project_progress(db: Session, *, project: Project) -> Progress:
-    counts = repository.item_status_counts(db, project_id=project.id, k=project.overlap_k,
-                                           now=utcnow())
-    return Progress(total=sum(counts.values()), done=counts["done"],
-                    in_progress=counts["in_progress"], todo=counts["todo"],
-                    labelers=repository.labels_per_labeler(db, project_id=project.id))
+    """The project's progress, recounted from rows: on every view for a project of up to
+    20k items, at most every 10 s per process above that (app.labeling.progress_cache)."""
+    from app.core.db import session_scope
+    from app.labeling import progress_cache
+
+    project_id, k = project.id, project.overlap_k
+
+    def count(session: Session) -> tuple[Progress, int]:
+        counts = repository.item_status_counts(session, project_id=project_id, k=k,
+                                               now=utcnow())
+        labelers = [(LabelerStat(name=u.name, email=u.email), n, secs) for u, n, secs
+                    in repository.labels_per_labeler(session, project_id=project_id)]
+        total = sum(counts.values())
+        return Progress(total=total, done=counts["done"], in_progress=counts["in_progress"],
+                        todo=counts["todo"], labelers=labelers), total
+
+    def in_own_session() -> tuple[Progress, int]:
+        with session_scope() as session:
+            return count(session)
+
+    key = (str(db.get_bind().url), project_id)
+    progress, as_of = progress_cache.cached(key, lambda: count(db), in_own_session)
+    return progress if as_of is None else replace(progress, as_of=as_of)

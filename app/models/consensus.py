@@ -41,7 +41,11 @@ class ItemConsensus(Base):
     """Derived from the item's labels by app.consensus, never edited by hand."""
 
     __tablename__ = "item_consensus"
-    __table_args__ = (Index("ix_item_consensus_project_status", "project_id", "status"),)
+    # item_id last: the item list's status and source filters read them in id order.
+    __table_args__ = (
+        Index("ix_item_consensus_project_status", "project_id", "status", "item_id"),
+        Index("ix_item_consensus_project_source", "project_id", "source", "item_id"),
+    )
 
     item_id: Mapped[int] = mapped_column(
         ForeignKey("items.id", ondelete="CASCADE"), primary_key=True

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -41,8 +42,16 @@ class Item(Base):
     __table_args__ = (
         UniqueConstraint("project_id", "external_id"),
         Index("ix_items_project_ready_id", "project_id", "ready", "id"),
-        Index("ix_items_queue", "project_id", "ready", "queue_rank", "id"),
+        # The human queue walks this in order and meets only items that still want labels:
+        # finished, AI-accepted and gold items drop out of it (in_queue), so "next item"
+        # costs the same in a fresh project and in one of a million finished items.
+        Index("ix_items_human_queue", "project_id", "ready", "in_queue", "queue_rank", "id"),
         Index("ix_items_consensus_stale", "project_id", "consensus_stale"),
+        # The item list's filters walk these in id order (keyset pages), and the progress
+        # counts read label_count from the first one without touching the table.
+        Index("ix_items_project_ready_label_count", "project_id", "ready", "label_count", "id"),
+        Index("ix_items_project_gold", "project_id", "ready", "is_gold", "id"),
+        Index("ix_items_project_round", "project_id", "ready", "round", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -66,6 +75,10 @@ class Item(Base):
     # 0 = the judge was unsure (humans first), 1 = everything else; ascending, like the id,
     # so "next item" reads the queue index in order instead of sorting the project.
     queue_rank: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Whether the item still wants human labels: fewer than k, not AI-accepted, not gold
+    # (app.items.repository.in_queue_when). Rewritten by every statement that changes one of
+    # those; the queue also checks the conditions themselves, so a stale True costs only time.
+    in_queue: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # Set whenever a label, AI label, review or adjudication of the item changes;
     # app.consensus recomputes the item's consensus and clears it.
     consensus_stale: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

@@ -27,6 +27,8 @@ class Assignment(Base):
         UniqueConstraint("item_id", "user_id"),
         Index("ix_assignments_item_status", "item_id", "status", "expires_at"),
         Index("ix_assignments_project_user_status", "project_id", "user_id", "status"),
+        # The live leases of a project (progress), without reading its finished ones.
+        Index("ix_assignments_project_status_expires", "project_id", "status", "expires_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -46,6 +48,8 @@ class HumanLabel(Base):
     __table_args__ = (
         UniqueConstraint("item_id", "user_id"),
         Index("ix_human_labels_project_created", "project_id", "created_at"),
+        # Labels per labeler on the progress page: read from the index alone.
+        Index("ix_human_labels_project_user_time", "project_id", "user_id", "time_spent_ms"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

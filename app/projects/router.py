@@ -69,7 +69,9 @@ def create_project(name: str = Form(...), task_type: str = Form(...),
 def project_overview(request: Request, project_id: int, user: User = Depends(require_user),
                      db: Session = DbSession) -> Response:
     access = authorize(db, user=user, project_id=project_id, action=Action.VIEW)
-    progress = project_progress(db, project=access.project)
+    # Only those who see the numbers pay for counting them.
+    progress = (project_progress(db, project=access.project)
+                if access.can(Action.SEE_PROGRESS) else None)
     _, rules = service.get_rules(db, project_id=project_id)
     return render(request, "projects/overview.html", {
         "project": access.project, "access": access, "Action": Action, "progress": progress,

@@ -8,7 +8,8 @@ from app.auth import repository as users
 from app.consensus.repository import mark_project_stale
 from app.core.db import memo
 from app.core.errors import NotFound
-from app.models import Project, ProjectMember, Rule, RuleSet, User
+from app.items.repository import refresh_in_queue
+from app.models import Item, Project, ProjectMember, Rule, RuleSet, User
 from app.projects import repository
 from app.projects.schemas import MemberIn, ProjectIn, RuleIn
 
@@ -38,8 +39,12 @@ def update_project(db: Session, *, project: Project, data: ProjectIn) -> Project
     """Edit settings; rules that changed become a new rule-set version."""
     project.name = data.name
     project.instructions_md = data.instructions_md
+    k_changed = project.overlap_k != data.overlap_k
     project.overlap_k = data.overlap_k
     project.lease_minutes = data.lease_minutes
+    if k_changed:  # items finished under the old k may want labels again, or not any more
+        db.flush()
+        refresh_in_queue(db, where=Item.project_id == project.id)
     if (project.weighting, project.conflict_threshold) != (data.weighting,
                                                             data.conflict_threshold):
         mark_project_stale(db, project_id=project.id)  # the policy changed: recompute

@@ -106,6 +106,9 @@ TABLE: list[R] = [
     R("GET", P + "/review", RV), R("POST", P + "/review", RV, phase=UNSAFE),
     R("GET", P + "/adjudicate", RV), R("POST", P + "/adjudicate", RV, phase=UNSAFE),
     R("GET", P + "/analytics", S),
+    # the item list
+    R("GET", P + "/items", S), R("GET", P + "/items-count", S),
+    R("GET", P + "/items/{item_id}", S),
     R("GET", P + "/gold", M), R("POST", P + "/gold", M, body=gold_form, phase=UNSAFE),
     # export pages
     R("GET", P + "/export", E), R("GET", P + "/export.jsonl", E),
@@ -134,6 +137,7 @@ TABLE: list[R] = [
       phase=UNSAFE),
     R("POST", A + "/imports", IM, "import", body=_const(**BAD_FILE), phase=UNSAFE),
     R("GET", A + "/imports/{job_id}", IM, "import"),
+    R("GET", A + "/items", S, "read"),
     R("GET", A + "/export", E, "export"),
     R("POST", A + "/snapshots", E, "export", body=_const(json={}), phase=UNSAFE),
     R("GET", A + "/snapshots", E, "export"),
@@ -191,6 +195,17 @@ def app_routes(app) -> set[tuple[str, str]]:  # noqa: ANN001
     return found
 
 
+def first_item(rows: Rows) -> int:
+    """The first item of ``rows``' project."""
+    from sqlalchemy import func, select
+
+    from app.models import Item
+    from tests.support import write
+
+    return write(lambda db: db.scalar(select(func.min(Item.id))
+                                      .where(Item.project_id == rows.project.id)))
+
+
 def fill(route: R, world: World, *, project: Rows, rows: Rows) -> str:
     """The route's path with ``project``'s id and ``rows``' sub-rows (for the IDOR sweep,
     another project's)."""
@@ -204,6 +219,7 @@ def fill(route: R, world: World, *, project: Rows, rows: Rows) -> str:
         "action": lambda: route.action,
         "member_user_id": lambda: world.new_member(rows),
         "token_id": lambda: world.new_token(rows),
+        "item_id": lambda: first_item(rows),
     }
     path = route.path
     for name, value in lazy.items():

@@ -71,10 +71,13 @@ def _record(n: int, *, history: bool) -> dict:
 def _world() -> dict[str, int]:
     """Admin, labeler and reviewer (names are payloads); a ranking project full of payloads,
     with AI labels waiting for review, conflicting human labels and a built snapshot."""
+    from sqlalchemy import func, select
+
     from app.auth.service import create_user
     from app.exports.schemas import SnapshotIn
     from app.exports.snapshots import build_snapshot, create_snapshot
     from app.items.service import import_file
+    from app.models import Item
     from app.projects.schemas import MemberIn, ProjectIn, RuleIn
     from app.projects.service import add_member, create_project
 
@@ -97,7 +100,8 @@ def _world() -> dict[str, int]:
         assert report.ok, report.as_dict()
         snapshot = create_snapshot(db, project=project, user=admin, spec=SnapshotIn(),
                                    enqueue=False)
-        return {"project": project.id, "snapshot": snapshot.id}
+        first = db.scalar(select(func.min(Item.id)).where(Item.project_id == project.id))
+        return {"project": project.id, "snapshot": snapshot.id, "item": first}
 
     ids = write(build)
     build_snapshot(snapshot_id=ids["snapshot"])
@@ -122,7 +126,7 @@ def _assert_inert(page, where: str) -> None:  # noqa: ANN001
     # Nothing planted became live markup: no extra scripts, handlers, frames or js: links.
     live = page.evaluate("""() => ({
         scripts: [...document.scripts].map(s => s.src || 'inline:' + s.text.slice(0, 40))
-                 .filter(s => !/\\/static\\/(vendor\\/htmx\\.min|app)\\.js$/.test(s)),
+                 .filter(s => !/\\/static\\/(vendor\\/htmx\\.min|app|items)\\.js$/.test(s)),
         handlers: [...document.querySelectorAll('*')].flatMap(e => [...e.attributes]
                   .filter(a => a.name.startsWith('on')).map(a => e.tagName + ' ' + a.name)),
         frames: document.querySelectorAll('iframe, object, embed').length,
@@ -154,7 +158,8 @@ def test_payloads_in_every_user_text_never_run_in_the_browser(web: Web) -> None:
     assert "<script>" in admin.inner_text("body"), "the payload shows, as text"
     for path in ("", "/settings", "/import", "/export", f"/snapshots/{ids['snapshot']}",
                  "/judge", "/training", "/gold", "/analytics", "/review", "/adjudicate",
-                 "/progress"):
+                 "/progress", "/items", "/items?tag=%3Cb%3Et%3C%2Fb%3E", "/items-count",
+                 f"/items/{ids['item']}"):
         admin.goto(f"{base}/projects/{pid}{path}")
         _assert_inert(admin, f"/projects/{pid}{path}")
         if path == "/review":
