@@ -115,7 +115,7 @@ def test_the_judge_page_shows_agreement_with_humans(client, app_env) -> None:
         project = judged_project(fake, items=2, review_fraction=0.0)  # the judge prefers A
     admin = write(lambda db: db.query(User).filter_by(email="admin@example.org").one())
     # Put the AI-accepted items back in the human queue, so a person labels them too.
-    write(lambda db: db.execute(update(Item).values(ai_accepted=False)))
+    write(lambda db: db.execute(update(Item).values(ai_accepted=False, in_queue=True)))
     for n, choice in enumerate(("a", "b")):
         task = write(next_task, project=project, user=admin)
         write(submit_label, project=project, user=admin, data=LabelIn(
@@ -130,7 +130,7 @@ def test_labelers_see_the_ai_verdict_only_when_suggestions_are_on(client, app_en
     with FakeOpenAI() as fake:
         project = judged_project(fake, items=1, review_fraction=0.0)
         make_user("lee@example.org")
-        write(lambda db: db.execute(update(Item).values(ai_accepted=False)))
+        write(lambda db: db.execute(update(Item).values(ai_accepted=False, in_queue=True)))
         write(add_member, project=project, data=MemberIn(email="lee@example.org",
                                                         role="labeler"))
         csrf = login(client, "lee@example.org")
