@@ -23,16 +23,18 @@ _stop = threading.Event()
 
 def _resend_lost_jobs() -> None:
     from app.core.db import session_scope
-    from app.core.jobs import resend_queued
+    from app.core.jobs import requeue_lost
     from app.models import ExportSnapshot, GenerationRun, ImportJob
 
-    after = get_settings().job_resend_after_s
+    settings = get_settings()
     with session_scope(write=True) as db:
         for model, task in ((ImportJob, "items.run_import"),
                             (ExportSnapshot, "exports.build_snapshot"),
                             (GenerationRun, "generation.run")):
-            if ids := resend_queued(db, model, task, older_than_s=after):
-                log.warning("sent %s again for %d job(s) still queued: %s", task, len(ids), ids)
+            if ids := requeue_lost(db, model, task, queued_after_s=settings.job_resend_after_s,
+                                   stale_after_s=settings.job_claim_stale_s):
+                log.warning("sent %s again for %d job(s) whose message or worker was lost: "
+                            "%s", task, len(ids), ids)
 
 
 def _watchdog() -> None:
@@ -42,7 +44,8 @@ def _watchdog() -> None:
     settings = get_settings()
     interval = max(1.0, min(settings.judge_claim_stale_s / 2,
                             settings.training_heartbeat_timeout_s / 4,
-                            settings.job_resend_after_s / 2))
+                            settings.job_resend_after_s / 2,
+                            settings.job_claim_stale_s / 2))
     while not _stop.wait(interval):
         try:
             recover()

@@ -2,7 +2,8 @@
 
 The row is the truth, the message only a nudge: when the broker cannot take the message
 (Redis down, or restarted and its queue lost), the request still succeeds, and the
-workers' watchdog sends the task again for every job still queued (``resend_queued``).
+workers' watchdog sends the task again for every job still queued, and for every job whose
+worker died while running it (``requeue_lost``).
 """
 
 from __future__ import annotations
@@ -47,19 +48,31 @@ def _drop_pending(session: Session) -> None:
     session.info.pop(_PENDING, None)
 
 
-def resend_queued(db: Session, model: Any, task: str, *, older_than_s: float) -> list[int]:
-    """Send ``task`` again for the jobs of ``model`` still queued after ``older_than_s``
-    (their message was lost, or never sent). ``heartbeat_at`` of a queued row records
-    when it was last sent, so each is sent at most once a period; a duplicate message is
-    harmless, since the task claims its row first."""
+def requeue_lost(db: Session, model: Any, task: str, *, queued_after_s: float,
+                 stale_after_s: float) -> list[int]:
+    """Send ``task`` again for the jobs of ``model`` whose message is gone; returns their ids.
+
+    A job still running under a copy silent for ``stale_after_s`` (its worker was killed)
+    goes back to the queue first: if that copy is alive after all, its next write finds the
+    job no longer its own and stops (app.core.leases). A job queued for ``queued_after_s``
+    lost its message (a Redis restart) or never had one (the broker was down). For a queued
+    row ``heartbeat_at`` records when it was last sent, so each is sent at most once a
+    period; a duplicate message is harmless, since the task claims its row first.
+    """
     now = utcnow()
-    cutoff = now - timedelta(seconds=older_than_s)
+    silent = or_(model.heartbeat_at.is_(None),
+                 model.heartbeat_at < now - timedelta(seconds=stale_after_s))
+    db.execute(update(model).where(model.status == JobStatus.RUNNING, silent)
+               .values(status=JobStatus.QUEUED, owner=None, heartbeat_at=None)
+               .execution_options(synchronize_session=False))
+    cutoff = now - timedelta(seconds=queued_after_s)
     ids = list(db.scalars(select(model.id).where(
-        model.status == JobStatus.QUEUED, model.created_at < cutoff,
-        or_(model.heartbeat_at.is_(None), model.heartbeat_at < cutoff))))
+        model.status == JobStatus.QUEUED,
+        or_(model.heartbeat_at.is_(None), model.heartbeat_at < cutoff),
+        or_(model.started_at.is_not(None), model.created_at < cutoff))))
     if ids:
         db.execute(update(model).where(model.id.in_(ids), model.status == JobStatus.QUEUED)
-                   .values(heartbeat_at=now))
+                   .values(heartbeat_at=now).execution_options(synchronize_session=False))
         for row_id in ids:
             enqueue_after_commit(db, task, row_id)
     return ids

@@ -25,7 +25,7 @@ from tests.support import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.worker, pytest.mark.parametrize("backend", ["postgresql"])]
+pytestmark = [pytest.mark.worker]
 
 
 def _jsonl(start: int, n: int) -> bytes:
@@ -53,6 +53,7 @@ def _status(model, row_id: int) -> str:  # noqa: ANN001
         return db.get(model, row_id).status
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_jobs_whose_messages_the_broker_lost_still_run_once(
         request, app_env, own_redis, monkeypatch, tmp_path) -> None:  # noqa: ANN001
     env = use_env(monkeypatch, app_env, TANDEM_BROKER_URL=own_redis.url(0),
@@ -103,3 +104,48 @@ def test_jobs_whose_messages_the_broker_lost_still_run_once(
     assert unpublished == 0
     assert rows[snapshot_down] == rows[snapshot_lost] > 0
     assert "sent items.run_import again" in log.read_text()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_watchdog_requeues_jobs_of_dead_workers_and_lost_messages_only(app_env) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.core.jobs import requeue_lost
+    from app.models.types import utcnow
+    from tests.support import write
+
+    admin = make_user("admin@example.org", admin=True)
+    project = make_project(admin)
+    now = utcnow()
+    old = now - timedelta(hours=1)
+    rows = {"live": ("running", now, old), "dead": ("running", old, old),
+            "fresh": ("queued", None, now), "lost": ("queued", None, old),
+            "sent": ("queued", now, old), "done": ("succeeded", old, old)}
+
+    def make(db):  # noqa: ANN001, ANN202
+        ids = {}
+        for name, (status, heartbeat, created) in rows.items():
+            job = ImportJob(project_id=project.id, filename=name, file_format="jsonl",
+                            content=b"", owner="copy" if status == "running" else None)
+            db.add(job)
+            db.flush()
+            db.execute(update(ImportJob).where(ImportJob.id == job.id).values(
+                status=status, heartbeat_at=heartbeat, created_at=created,
+                started_at=created if status != "queued" else None))
+            ids[name] = job.id
+        return ids
+
+    ids = write(make)
+    sent = write(lambda db: requeue_lost(db, ImportJob, "items.run_import",
+                                         queued_after_s=300, stale_after_s=600))
+    assert sorted(sent) == sorted([ids["dead"], ids["lost"]])
+    assert {name: _status(ImportJob, i) for name, i in ids.items()} == {
+        "live": "running", "dead": "queued", "fresh": "queued", "lost": "queued",
+        "sent": "queued", "done": "succeeded"}
+    with session_scope() as db:
+        assert db.get(ImportJob, ids["dead"]).owner is None  # the silent copy lost it
+    # Sent once a period: the next round leaves them alone.
+    assert write(lambda db: requeue_lost(db, ImportJob, "items.run_import",
+                                         queued_after_s=300, stale_after_s=600)) == []
