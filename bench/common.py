@@ -252,3 +252,31 @@ def summary_ms(values_s: list[float]) -> dict[str, float]:
     return {"count": len(ms), "p50_ms": percentile(ms, 50), "p90_ms": percentile(ms, 90),
             "p99_ms": percentile(ms, 99), "max_ms": max(ms) if ms else math.nan,
             "over_50ms": sum(v > 50 for v in ms)}
+
+
+class BackendTable:
+    """Rows of figures with a column per backend (one result dict each); a figure a result
+    lacks (or cannot be computed from it) shows as '-'."""
+
+    def __init__(self, results: dict[str, dict]) -> None:
+        self.results = results
+        self.rows: list[tuple[str, list[str]]] = []
+
+    def add(self, name: str, fn) -> None:  # noqa: ANN001
+        cells = []
+        for result in self.results.values():
+            try:
+                cells.append(str(fn(result)))
+            except (KeyError, TypeError, ValueError):
+                cells.append("-")
+        self.rows.append((name, cells))
+
+    def render(self) -> str:
+        kinds = list(self.results)
+        w0 = max(len(n) for n, _ in self.rows)
+        ws = [max(len(k), *(len(c[i]) for _, c in self.rows)) for i, k in enumerate(kinds)]
+        lines = [" | ".join([" " * w0] + [k.rjust(w) for k, w in zip(kinds, ws, strict=True)])]
+        lines.append("-+-".join(["-" * w0] + ["-" * w for w in ws]))
+        lines += [" | ".join([n.ljust(w0), *(c.rjust(w) for c, w in zip(cells, ws, strict=True))])
+                  for n, cells in self.rows]
+        return "\n".join(lines)

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
+from bench.common import BackendTable
+
 P99_TARGET_MS = 100.0
 ENDPOINTS = ("next", "submit", "logout", "login")
 
 
 def table(results: dict[str, dict]) -> str:
     """One table: a column per backend."""
-    kinds = list(results)
-    rows: list[tuple[str, list[str]]] = []
-
-    def add(name: str, fn) -> None:  # noqa: ANN001
-        cells = []
-        for k in kinds:
-            try:
-                cells.append(str(fn(results[k])))
-            except (KeyError, TypeError, ValueError):
-                cells.append("-")
-        rows.append((name, cells))
+    t = BackendTable(results)
+    add = t.add
 
     yn = {True: "yes", False: "NO"}.get
     add("labelers / leavers / k", lambda r: "{labelers} / {leavers} / {k}".format(**r["config"]))
@@ -56,10 +49,4 @@ def table(results: dict[str, dict]) -> str:
         add(f"check: {name.replace('_', ' ')}", lambda r, n=name: yn(r["invariants"][n]))
     add("server log: tracebacks / 5xx", lambda r: f"{r['logs']['server.log']['traceback']} / "
                                                   f"{r['logs']['server.log']['http_5xx']}")
-    w0 = max(len(n) for n, _ in rows)
-    ws = [max(len(k), *(len(c[i]) for _, c in rows)) for i, k in enumerate(kinds)]
-    lines = [" | ".join([" " * w0] + [k.rjust(w) for k, w in zip(kinds, ws, strict=True)])]
-    lines.append("-+-".join(["-" * w0] + ["-" * w for w in ws]))
-    lines += [" | ".join([n.ljust(w0), *(c.rjust(w) for c, w in zip(cells, ws, strict=True))])
-              for n, cells in rows]
-    return "\n".join(lines)
+    return t.render()

@@ -28,6 +28,7 @@ import httpx  # noqa: E402
 
 from bench.common import (  # noqa: E402
     Backend,
+    BackendTable,
     RssSampler,
     Server,
     create_backend,
@@ -413,17 +414,8 @@ def _f(v: float | None, spec: str = ".1f") -> str:
 
 
 def table(results: dict[str, dict]) -> str:
-    kinds = list(results)
-    rows: list[tuple[str, list[str]]] = []
-
-    def add(name: str, fn) -> None:  # noqa: ANN001
-        cells = []
-        for k in kinds:
-            try:
-                cells.append(fn(results[k]))
-            except (KeyError, TypeError):
-                cells.append("-")
-        rows.append((name, cells))
+    t = BackendTable(results)
+    add = t.add
 
     def ok(b: bool) -> str:
         return "yes" if b else "NO"
@@ -464,14 +456,7 @@ def table(results: dict[str, dict]) -> str:
     add("server log: 5xx / locked",
         lambda r: f"{r['server_log']['http_5xx']} / {r['server_log']['database_locked']}")
 
-    w0 = max(len(n) for n, _ in rows)
-    ws = [max(len(k), *(len(c[i]) for _, c in rows)) for i, k in enumerate(kinds)]
-    lines = [" | ".join([" " * w0] + [k.rjust(w) for k, w in zip(kinds, ws, strict=True)])]
-    lines.append("-+-".join(["-" * w0] + ["-" * w for w in ws]))
-    for name, cells in rows:
-        padded = [c.rjust(w) for c, w in zip(cells, ws, strict=True)]
-        lines.append(" | ".join([name.ljust(w0), *padded]))
-    return "\n".join(lines)
+    return t.render()
 
 
 def main(argv: list[str] | None = None) -> int:
