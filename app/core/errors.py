@@ -34,9 +34,5 @@ class Conflict(DomainError):
     status_code = 409
 
 
-class PayloadTooLarge(DomainError):
-    status_code = 413
-
-
 class Unprocessable(DomainError):
     status_code = 422
