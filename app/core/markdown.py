@@ -5,10 +5,19 @@ from __future__ import annotations
 import functools
 
 import nh3
-from markdown_it import MarkdownIt
+from markdown_it_pyrs import MarkdownIt
 from markupsafe import Markup
 
-_md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+# CommonMark without its two raw-HTML rules (raw HTML shows as text, as a labeler should see
+# it), plus tables. markdown-it-pyrs is the Rust port of markdown-it: the same HTML as
+# markdown-it-py for these rules, about 8x faster, and rendering responses was ~15% of the
+# server's CPU under labeling load.
+_COMMONMARK_WITHOUT_HTML = [
+    "blockquote", "code", "fence", "heading", "hr", "lheading", "list", "paragraph",
+    "reference", "autolink", "backticks", "emphasis", "entity", "escape", "image", "link",
+    "newline",
+]
+_md = MarkdownIt("zero").enable_many([*_COMMONMARK_WITHOUT_HTML, "table"])
 
 _TAGS = {
     "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "code", "pre",
