@@ -118,8 +118,10 @@ def free_port() -> int:
 class Server:
     """``python -m app.cli serve --port P`` as a subprocess (uvicorn, one worker, one pid)."""
 
-    def __init__(self, env: dict[str, str], *, log: Path, port: int | None = None) -> None:
+    def __init__(self, env: dict[str, str], *, log: Path, port: int | None = None,
+                 workers: int = 1) -> None:
         self.env = env
+        self.workers = workers
         self.log = log
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
@@ -137,7 +139,8 @@ class Server:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port),
+                 "--workers", str(self.workers)],
                 cwd=ROOT, env=dict(os.environ, **self.env), stdout=out,
                 stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -67,7 +68,12 @@ def client_ip(request: Request) -> str:
 
 
 def signer() -> CookieSigner:
-    return CookieSigner(get_settings().resolved_secret_key())
+    return _signer(get_settings().resolved_secret_key())
+
+
+@lru_cache(maxsize=4)
+def _signer(secret_key: str) -> CookieSigner:
+    return CookieSigner(secret_key)
 
 
 def optional_user(request: Request, db: Session = DbSession) -> User | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from app.models import ApiToken, LoginFailure, User, UserSession
@@ -22,12 +22,12 @@ def list_users(db: Session) -> list[User]:
     return list(db.scalars(select(User).order_by(User.email)))
 
 
+_SESSION_WITH_USER = (select(UserSession, User).join(User, User.id == UserSession.user_id)
+                      .where(UserSession.id_hash == bindparam("id_hash")))  # built once
+
+
 def get_session_with_user(db: Session, *, id_hash: str) -> tuple[UserSession, User] | None:
-    row = db.execute(
-        select(UserSession, User)
-        .join(User, User.id == UserSession.user_id)
-        .where(UserSession.id_hash == id_hash)
-    ).first()
+    row = db.execute(_SESSION_WITH_USER, {"id_hash": id_hash}).first()
     return (row[0], row[1]) if row else None
 
 

@@ -19,6 +19,8 @@ _env = Environment(
     undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    # Templates change with a deploy, which restarts the server: no stat() per render.
+    auto_reload=False,
 )
 _env.filters["markdown"] = render_markdown
 _env.filters["prompt_messages"] = prompt_messages

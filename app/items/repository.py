@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.models import ImportJob, Item, Project, Response
@@ -51,14 +51,15 @@ def get_item(db: Session, *, item_id: int) -> Item | None:
     return item if item is not None and item.ready else None
 
 
+# Built once: the labeling hot path runs these with new parameters.
+_RESPONSES = (select(Response).where(Response.item_id == bindparam("item_id"))
+              .order_by(Response.position, Response.id))
+_LOCK_ITEM = (select(Item).where(Item.id == bindparam("item_id"), Item.ready)
+              .with_for_update(key_share=True))
+
+
 def list_responses(db: Session, *, item_id: int) -> list[Response]:
-    return list(
-        db.scalars(
-            select(Response)
-            .where(Response.item_id == item_id)
-            .order_by(Response.position, Response.id)
-        )
-    )
+    return list(db.scalars(_RESPONSES, {"item_id": item_id}))
 
 
 def original_responses(db: Session, *, item_id: int) -> list[Response]:
@@ -72,8 +73,7 @@ def lock_item(db: Session, *, item_id: int) -> Item | None:
     change to its slots, labels' count and consensus happens under it. It is FOR NO KEY
     UPDATE: writers of the item still queue, but rows that merely point at it (a judge run
     starting over 10k items, AI labels) pass their foreign-key checks without waiting."""
-    return db.scalar(select(Item).where(Item.id == item_id, Item.ready)
-                     .with_for_update(key_share=True))
+    return db.scalar(_LOCK_ITEM, {"item_id": item_id})
 
 
 def responses_for_items(db: Session, *, item_ids: Iterable[int]) -> dict[int, list[Response]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from app.items import repository as items
@@ -12,9 +12,11 @@ from app.models import AiLabel, HumanLabel, Item, JudgeCacheEntry, JudgeConfig, 
 from app.models import JudgeRunItem as RunItem
 from app.models.judging import RunItemStatus
 
+_CONFIG = select(JudgeConfig).where(JudgeConfig.project_id == bindparam("project_id"))
+
 
 def get_config(db: Session, *, project_id: int) -> JudgeConfig | None:
-    return db.scalar(select(JudgeConfig).where(JudgeConfig.project_id == project_id))
+    return db.scalar(_CONFIG, {"project_id": project_id})
 
 
 def preview_item_id(db: Session, *, project_id: int, external_id: str = "") -> int | None:

@@ -32,23 +32,28 @@ def _labels_on(item_id_col) -> Select:  # noqa: ANN001
     )
 
 
-def active_assignment(db: Session, *, project_id: int, user_id: int) -> Assignment | None:
-    return db.scalar(
-        select(Assignment)
-        .where(
-            Assignment.project_id == project_id,
-            Assignment.user_id == user_id,
-            Assignment.status == AssignmentStatus.ACTIVE,
-        )
-        .order_by(Assignment.id)
-        .limit(1)
+# The labeling hot path's statements are built once and run with new parameters: composing
+# a statement and computing its cache key anew on every call cost more than running it.
+_ACTIVE_ASSIGNMENT = (
+    select(Assignment)
+    .where(
+        Assignment.project_id == bindparam("project_id"),
+        Assignment.user_id == bindparam("user_id"),
+        Assignment.status == AssignmentStatus.ACTIVE,
     )
+    .order_by(Assignment.id)
+    .limit(1)
+)
+_ASSIGNMENT = select(Assignment).where(Assignment.item_id == bindparam("item_id"),
+                                       Assignment.user_id == bindparam("user_id"))
+
+
+def active_assignment(db: Session, *, project_id: int, user_id: int) -> Assignment | None:
+    return db.scalar(_ACTIVE_ASSIGNMENT, {"project_id": project_id, "user_id": user_id})
 
 
 def get_assignment(db: Session, *, item_id: int, user_id: int) -> Assignment | None:
-    return db.scalar(
-        select(Assignment).where(Assignment.item_id == item_id, Assignment.user_id == user_id)
-    )
+    return db.scalar(_ASSIGNMENT, {"item_id": item_id, "user_id": user_id})
 
 
 def lock_user_queue(db: Session, *, project_id: int, user_id: int) -> None:
@@ -164,15 +169,20 @@ def expire_active_leases(db: Session, *, user_id: int, now: datetime) -> int:
     ).rowcount
 
 
+_EARLIER_LABEL = (
+    select(HumanLabel)
+    .where(or_(HumanLabel.idempotency_key == bindparam("key"),
+               and_(HumanLabel.item_id == bindparam("item_id"),
+                    HumanLabel.user_id == bindparam("user_id"))))
+    .limit(1)
+)
+
+
 def earlier_label(db: Session, *, idempotency_key: str, item_id: int,
                   user_id: int) -> HumanLabel | None:
     """A label already stored under this key, or by this user on this item."""
-    return db.scalar(
-        select(HumanLabel)
-        .where(or_(HumanLabel.idempotency_key == idempotency_key,
-                   and_(HumanLabel.item_id == item_id, HumanLabel.user_id == user_id)))
-        .limit(1)
-    )
+    return db.scalar(_EARLIER_LABEL, {"key": idempotency_key, "item_id": item_id,
+                                      "user_id": user_id})
 
 
 

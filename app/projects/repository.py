@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.models import Project, ProjectMember, Rule, RuleSet, User
@@ -12,17 +12,22 @@ def get_project(db: Session, *, project_id: int) -> Project | None:
     return db.get(Project, project_id)
 
 
+# Built once: every project page and labeling call runs it with new parameters.
+_PROJECT_AND_ROLE = (
+    select(Project, ProjectMember.role)
+    .outerjoin(
+        ProjectMember,
+        (ProjectMember.project_id == Project.id)
+        & (ProjectMember.user_id == bindparam("user_id")),
+    )
+    .where(Project.id == bindparam("project_id"))
+)
+
+
 def get_project_and_role(db: Session, *, project_id: int,
                          user_id: int) -> tuple[Project, str | None] | None:
     """The project and the user's role in it (None if not a member), in one query."""
-    row = db.execute(
-        select(Project, ProjectMember.role)
-        .outerjoin(
-            ProjectMember,
-            (ProjectMember.project_id == Project.id) & (ProjectMember.user_id == user_id),
-        )
-        .where(Project.id == project_id)
-    ).first()
+    row = db.execute(_PROJECT_AND_ROLE, {"project_id": project_id, "user_id": user_id}).first()
     return (row[0], row[1]) if row else None
 
 
@@ -67,21 +72,21 @@ def list_members(db: Session, *, project_id: int) -> list[tuple[ProjectMember, U
     ]
 
 
+_CURRENT_RULES = (  # built once
+    select(RuleSet, Rule)
+    .outerjoin(Rule, Rule.rule_set_id == RuleSet.id)
+    .where(RuleSet.id == select(RuleSet.id)
+           .where(RuleSet.project_id == bindparam("project_id"))
+           .order_by(RuleSet.version.desc())
+           .limit(1)
+           .scalar_subquery())
+    .order_by(Rule.position)
+)
+
+
 def current_rules(db: Session, *, project_id: int) -> tuple[RuleSet | None, list[Rule]]:
     """The latest rule-set version and its rules, in one query."""
-    latest = (
-        select(RuleSet.id)
-        .where(RuleSet.project_id == project_id)
-        .order_by(RuleSet.version.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    rows = db.execute(
-        select(RuleSet, Rule)
-        .outerjoin(Rule, Rule.rule_set_id == RuleSet.id)
-        .where(RuleSet.id == latest)
-        .order_by(Rule.position)
-    ).all()
+    rows = db.execute(_CURRENT_RULES, {"project_id": project_id}).all()
     if not rows:
         return None, []
     return rows[0][0], [rule for _, rule in rows if rule is not None]
