@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,9 +209,12 @@ def rss_kb(pid: int) -> int:
 
 
 class RssSampler:
-    """Samples a pid's VmRSS in a thread; ``max_kb`` is the largest value seen."""
+    """Samples VmRSS in a thread, of one pid or summed over ``pids()`` (several web
+    processes); ``max_kb`` is the largest value seen."""
 
-    def __init__(self, pid: int, interval: float = 0.02) -> None:
+    def __init__(self, pid: int | None = None, interval: float = 0.02, *,
+                 pids: Callable[[], list[int]] | None = None) -> None:
+        self.pids = pids or (lambda: [pid])
         self.pid, self.interval = pid, interval
         self.samples: list[int] = []
         self._stop = threading.Event()
@@ -219,7 +223,7 @@ class RssSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.samples.append(rss_kb(self.pid))
+                self.samples.append(sum(rss_kb(p) for p in self.pids()))
             except (OSError, KeyError):
                 return
             self._stop.wait(self.interval)

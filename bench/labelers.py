@@ -216,3 +216,51 @@ class Labeler(threading.Thread):
         if r.status_code != 303:
             self.errors[f"logout {r.status_code}"] += 1
         self.left, self.held_when_leaving = True, holding
+
+
+class Skipper(threading.Thread):
+    """A labeler who takes ``calls`` items one after another without labeling any: the first
+    call is ``label/next``, each later one ``label/skip`` of the current item, which hands out
+    the next (a new lease each time). Times the item hand-out as the labeler waits for it."""
+
+    def __init__(self, url: str, project_id: int, email: str, calls: int,
+                 start_gate: threading.Barrier) -> None:
+        super().__init__(daemon=True)
+        self.url, self.project_id, self.email = url, project_id, email
+        self.calls, self.gate = calls, start_gate
+        self.times: list[float] = []
+        self.errors: Counter[str] = Counter()
+        self.items: list[int] = []
+        self.exception: str | None = None
+
+    def run(self) -> None:
+        from tests.support import login
+
+        try:
+            with httpx.Client(base_url=self.url, timeout=60) as client:
+                csrf = login(client, self.email, PASSWORD)
+                self.gate.wait()
+                base = f"/projects/{self.project_id}/label"
+                item: tuple[str, str] | None = None
+                for _ in range(self.calls):
+                    data = {"csrf_token": csrf}
+                    path = f"{base}/next"
+                    if item is not None:
+                        data["item_id"], path = item[0], f"{base}/skip"
+                    t0 = time.perf_counter()
+                    r = client.post(path, data=data, headers=HX)
+                    self.times.append(time.perf_counter() - t0)
+                    if r.status_code != 200:
+                        self.errors[f"{path.rsplit('/', 1)[1]} {r.status_code}"] += 1
+                        item = None
+                        continue
+                    item = task_of(r.text)
+                    if item is None:
+                        return
+                    self.items.append(int(item[0]))
+        except Exception as exc:  # noqa: BLE001 (reported in the results)
+            self.exception = f"{type(exc).__name__}: {exc}"
+            try:
+                self.gate.abort()
+            except threading.BrokenBarrierError:
+                pass

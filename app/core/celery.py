@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 
 from celery import Celery
 
@@ -23,6 +25,7 @@ def make_celery(settings: Settings) -> Celery:
         folder.mkdir(parents=True, exist_ok=True)
         control = folder / "control"
         control.mkdir(exist_ok=True)
+        _create_exchange_files(control, [*QUEUES, "celery.pidbox"])
         # kombu keeps its control exchanges in ./control unless told otherwise.
         options = {"data_folder_in": str(folder), "data_folder_out": str(folder),
                    "control_folder": str(control)}
@@ -55,6 +58,27 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
     )
     return app
+
+
+def _create_exchange_files(control: Path, exchanges: list[str]) -> None:
+    """Make each exchange's binding file (an empty table) before any worker binds to it.
+
+    kombu's filesystem transport creates the file and only then locks it, so a second worker
+    booting at the same moment could read it empty and die on the JSON; an existing file
+    takes the locked path in both. Each file appears whole (a link of a written file).
+    """
+    for name in exchanges:
+        target = control / f"{name}.exchange"
+        if target.exists():
+            continue
+        tmp = control / f".{name}.exchange.{os.getpid()}.tmp"
+        tmp.write_bytes(b"[]")
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            pass  # another process made it first
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 @lru_cache

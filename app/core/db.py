@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,17 +57,16 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         # SQLite's busy handler retries with growing sleeps, so under load one writer can
-        # starve while others grab the lock again at once. Inside one process, writers
-        # queue on this lock first; the busy timeout still covers other processes. It is a
-        # plain Lock, not an RLock: FastAPI may end a transaction on another thread than the
-        # one that began it.
-        write_lock = threading.Lock()
+        # starve while others grab the lock again at once. Writers queue instead: inside a
+        # process on a lock, across processes (several web processes, Celery workers) on a
+        # lock file next to the database, whose waiters the kernel wakes as soon as it is
+        # free. The busy timeout still covers other programs.
+        write_lock = WriteQueue(make_url(url).database or "")
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # noqa: ANN001
             if conn.get_execution_options().get("tandem_write", False):
-                if not write_lock.acquire(timeout=30):
-                    raise TimeoutError("waited 30 s for the database write lock")
+                write_lock.acquire()
                 conn.info["tandem_write_lock"] = True
                 try:
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -90,6 +91,50 @@ def make_engine(url: str) -> Engine:
     connect_args = {"connect_timeout": PG_CONNECT_TIMEOUT_S} if libpq else {}
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
                          connect_args=connect_args)
+
+
+class WriteQueue:
+    """The SQLite writers' queue: a lock inside the process, then ``flock`` on a file beside
+    the database across processes (``:memory:`` and temporary databases: the lock alone).
+
+    The thread lock is a plain Lock, not an RLock: FastAPI may end a transaction on another
+    thread than the one that began it. The file is opened once per process (a forked child
+    opens its own: an inherited descriptor would share the parent's lock).
+    """
+
+    TIMEOUT_S = 30
+
+    def __init__(self, database: str) -> None:
+        self._lock = threading.Lock()
+        self._path = f"{database}.write-lock" if database and database != ":memory:" else None
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _file(self) -> int | None:
+        if self._path is None:
+            return None
+        if self._pid != os.getpid():
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    def acquire(self) -> None:
+        if not self._lock.acquire(timeout=self.TIMEOUT_S):
+            raise TimeoutError(f"waited {self.TIMEOUT_S} s for the database write lock")
+        try:
+            fd = self._file()
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def release(self) -> None:
+        try:
+            if self._fd is not None and self._pid == os.getpid():
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
 
 
 @lru_cache

@@ -4,6 +4,7 @@ the run is done by the worker started after it, with one AI label per item."""
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -57,14 +58,25 @@ def test_sigterm_lets_the_server_finish_what_it_accepted(app_env, tmp_path) -> N
     labelers: list[Labeler] = []
     imported: dict[str, object] = {}
 
+    signalled = threading.Event()
+    body = json.dumps({"items": sample_items(IMPORTED, responses=3, start=10_000)}).encode()
+
+    def slow_body():  # noqa: ANN202
+        # The request is surely in flight when the signal comes: half of its body is sent
+        # before, the rest after (the import itself takes well under a second).
+        yield body[: len(body) // 2]
+        signalled.wait(30)
+        time.sleep(0.2)
+        yield body[len(body) // 2 :]
+
     def import_items() -> None:
-        # One slow request: a couple of thousand items in one call.
+        # One request: a couple of thousand items in one call.
         imported["sent"] = time.monotonic()
         try:
             imported["response"] = httpx.post(
-                f"{base}/api/v1/projects/{project.id}/items",
-                json={"items": sample_items(IMPORTED, responses=3, start=10_000)},
-                headers={"Authorization": f"Bearer {token}"}, timeout=60)
+                f"{base}/api/v1/projects/{project.id}/items", content=slow_body(),
+                headers={"Authorization": f"Bearer {token}",
+                         "Content-Type": "application/json"}, timeout=60)
         except httpx.HTTPError as exc:
             imported["error"] = exc
         imported["answered"] = time.monotonic()
@@ -80,9 +92,10 @@ def test_sigterm_lets_the_server_finish_what_it_accepted(app_env, tmp_path) -> N
                  what="labels before the SIGTERM")
         threads.append(threading.Thread(target=import_items))
         threads[-1].start()
-        time.sleep(0.5)  # the import is being parsed and written by now
+        time.sleep(0.5)  # the first half of the import's body is at the server by now
         server.send_signal(signal.SIGTERM)
         sigterm = time.monotonic()
+        signalled.set()
         exit_code = server.wait(timeout=30)
         exited_s = time.monotonic() - sigterm
         stop.set()
