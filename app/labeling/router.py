@@ -23,7 +23,13 @@ router = APIRouter(include_in_schema=False)
 
 
 def _panel(request: Request, project: Project, task: service.Task | None,
-           notice: str | None = None, status_code: int = 200) -> Response:
+           notice: str | None = None, status_code: int = 200, *,
+           db: Session | None = None) -> Response:
+    if db is not None:
+        # Commit before rendering: the item is leased and the label stored either way, and
+        # on SQLite the write lock is not held while the page is made (the rows the page
+        # shows stay loaded: sessions do not expire them on commit).
+        db.commit()
     return render(request, "labeling/_task.html", {
         "project": project, "task": task, "notice": notice, "exhausted": task is None,
         "idempotency_key": uuid.uuid4().hex,
@@ -48,7 +54,7 @@ def take_next(request: Request, project_id: int, user: User = Depends(require_us
     access = authorize(db, user=user, project_id=project_id, action=Action.LABEL)
     task = service.next_task(db, project=access.project, user=user)
     if is_htmx(request):
-        return _panel(request, access.project, task)
+        return _panel(request, access.project, task, db=db)
     return RedirectResponse(f"/projects/{project_id}/label", status_code=303)
 
 
@@ -100,7 +106,7 @@ def submit(request: Request, project_id: int, form: FormData = FormBody,
         notice = exc.message  # the lease is lost; show why, and move on
     task = service.next_task(db, project=access.project, user=user)
     if is_htmx(request):
-        return _panel(request, access.project, task, notice=notice)
+        return _panel(request, access.project, task, notice=notice, db=db)
     return RedirectResponse(f"/projects/{project_id}/label", status_code=303)
 
 
@@ -115,5 +121,5 @@ def skip(request: Request, project_id: int, form: FormData = FormBody,
     service.skip_item(db, project=access.project, user=user, item_id=item_id)
     task = service.next_task(db, project=access.project, user=user)
     if is_htmx(request):
-        return _panel(request, access.project, task, notice="Skipped.")
+        return _panel(request, access.project, task, notice="Skipped.", db=db)
     return RedirectResponse(f"/projects/{project_id}/label", status_code=303)
