@@ -31,7 +31,8 @@ def reset_caches() -> None:
         db.get_engine().dispose()
     except Exception:  # noqa: BLE001 (no engine could be built: nothing to dispose)
         pass
-    for cached in (config.get_settings, db.get_engine, db.get_sessionmaker, celery.get_celery):
+    for cached in (config.get_settings, db.get_engine, db._write_engine, db.get_sessionmaker,
+                   celery.get_celery):
         cached.cache_clear()
 
 

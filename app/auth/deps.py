@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import lru_cache
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from app.auth import service
 from app.core.config import get_settings
-from app.core.db import begin_write, get_sessionmaker
+from app.core.db import new_session
 from app.core.errors import DomainError, Forbidden, Unauthorized
 from app.core.security import CookieSigner
 from app.models import ApiToken, User
@@ -35,20 +36,22 @@ class LoginRequired(DomainError):
     status_code = 401
 
 
-def get_db(request: Request) -> Iterator[Session]:
+async def get_db(request: Request) -> AsyncIterator[Session]:
     """One transaction per request: committed before the response is sent, else rolled back.
 
-    A POST, PUT, PATCH or DELETE starts as a writer (on SQLite: BEGIN IMMEDIATE), so two
-    writers queue on the busy timeout rather than failing halfway.
+    A POST, PUT, PATCH or DELETE is a writer from its first statement on (on SQLite: BEGIN
+    IMMEDIATE), so two writers queue rather than failing halfway. Making the session costs
+    no I/O (it connects at its first statement, in the route's thread), so this runs on the
+    event loop: a thread-pool hop less per request. The commit, which does I/O, goes to the
+    thread pool, and only when the request opened a transaction.
     """
-    session = get_sessionmaker()()
+    session = new_session(write=request.method in UNSAFE_METHODS)
     try:
-        if request.method in UNSAFE_METHODS:
-            begin_write(session)
         yield session
-        session.commit()
+        if session.in_transaction():
+            await run_in_threadpool(session.commit)
     except BaseException:
-        session.rollback()
+        session.rollback()  # also on cancellation: no await here
         raise
     finally:
         session.close()

@@ -161,6 +161,19 @@ def _forget_memo(session: Session) -> None:
     session.info.pop(_MEMO, None)
 
 
+@lru_cache
+def _write_engine() -> Engine:
+    """The engine whose connections begin as writers (the same pool as get_engine's)."""
+    return get_engine().execution_options(**WRITE)
+
+
+def new_session(*, write: bool = False) -> Session:
+    """A session that connects at its first statement; with ``write``, its transactions
+    begin as writers (SQLite: BEGIN IMMEDIATE)."""
+    maker = get_sessionmaker()
+    return maker(bind=_write_engine()) if write else maker()
+
+
 def begin_write(session: Session) -> None:
     """Start the session's transaction as a writer (SQLite: BEGIN IMMEDIATE)."""
     if not session.in_transaction():
