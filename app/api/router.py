@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -31,6 +31,12 @@ router = APIRouter(prefix="/api/v1", tags=["api"])
 class ItemsIn(BaseModel):
     items: list[Any] = Field(
         description="Items as in a JSONL import: prompt, responses, external_id, metadata")
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body as sent: an import of 10k items parses it in the service, off the event loop
+    (app.items.service.import_json), instead of FastAPI parsing and validating it first."""
+    return await request.body()
 
 
 def _project_json(project, progress=None) -> dict[str, Any]:  # noqa: ANN001
@@ -86,14 +92,16 @@ def api_list_items(project_id: int, status: str = "", prefix: str = "", round: s
             "prev_cursor": page.prev_cursor.encode() if page.prev_cursor else None}
 
 
-@router.post("/projects/{project_id}/items")
-def api_import_items(project_id: int, body: ItemsIn, p: ApiPrincipal = Depends(api_principal),
+@router.post("/projects/{project_id}/items", openapi_extra={"requestBody": {
+    "required": True, "content": {"application/json": {"schema": ItemsIn.model_json_schema()}}}})
+def api_import_items(project_id: int, body: bytes = Depends(raw_body),
+                     p: ApiPrincipal = Depends(api_principal),
                      db: Session = DbSession) -> JSONResponse:
-    """Import items given as JSON; the report numbers them from 1 as 'line'."""
+    """Import items given as JSON ``{"items": [...]}``; the report numbers them from 1 as
+    'line'."""
     p.check(project_id=project_id, scope="import")
     access = authorize(db, user=p.user, project_id=project_id, action=Action.IMPORT)
-    report = items.import_records(db, project=access.project, user=p.user,
-                                  records=body.items)
+    report = items.import_json(db, project=access.project, user=p.user, body=body)
     return _import_response(report)
 
 

@@ -12,7 +12,7 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.items.history_schema import check_history
 
@@ -21,11 +21,14 @@ MAX_ERRORS_REPORTED = 200
 RESERVED = {"external_id", "id", "prompt", "responses", "metadata", "gold"}
 # Tandem's full-fidelity export (app.exports.tandem): kept as the item's history to restore.
 HISTORY_KEYS = ("labels", "ai_labels", "adjudications")
+RESERVED_FULL = frozenset(RESERVED | {"tandem", "consensus", "round", *HISTORY_KEYS})
+MAX_MODEL_CHARS = 200  # the column's size
 RESPONSE_SOURCES = {"imported", "generated", "human_edit"}
 
 
-@dataclass(frozen=True)
-class ParsedResponse:
+# Parsed items are NamedTuples, not frozen dataclasses: as immutable, and an import makes
+# three of them an item, where a frozen dataclass's __init__ took 5% of the web process.
+class ParsedResponse(NamedTuple):
     text: str
     model: str | None = None
     # a full-fidelity record's responses also say where they came from
@@ -34,8 +37,7 @@ class ParsedResponse:
     created_by: str | None = None  # email
 
 
-@dataclass(frozen=True)
-class ParsedItem:
+class ParsedItem(NamedTuple):
     line: int
     external_id: str
     prompt: str | list[dict[str, str]]
@@ -110,31 +112,51 @@ def load_json(text: str) -> Any:
         raise RecordError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:
         raise RecordError("invalid JSON: nested too deeply") from None
+    except RecordError:  # NaN or Infinity, refused by _not_json
+        raise
     except ValueError:  # int("1" * 5000): Python's guard against slow conversions
         raise RecordError("invalid JSON: a number has too many digits") from None
 
 
+_CONTAINERS = (dict, list)  # a tuple: isinstance takes it faster than ``dict | list``
+
+
 def _has_nul(obj: Any) -> bool:
-    """A NUL character anywhere in the record: PostgreSQL cannot store it in text or JSON."""
+    """A NUL character anywhere in the record: PostgreSQL cannot store it in text or JSON.
+
+    A loop over a stack of containers (no recursion, however deep the JSON) that looks into
+    strings where it meets them: it walks every value of every record of an import."""
+    if isinstance(obj, str):
+        return "\x00" in obj
     stack = [obj]
     while stack:
         value = stack.pop()
-        if isinstance(value, str):
-            if "\x00" in value:
-                return True
-        elif isinstance(value, dict):
-            stack.extend(value.keys())
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
+        if isinstance(value, dict):
+            for key in value:
+                if isinstance(key, str) and "\x00" in key:
+                    return True
+            value = value.values()
+        elif not isinstance(value, list):
+            continue
+        for item in value:
+            if isinstance(item, str):
+                if "\x00" in item:
+                    return True
+            elif isinstance(item, _CONTAINERS):
+                stack.append(item)
     return False
+
+
+def _blank(text: str) -> bool:
+    """Empty or only whitespace (as ``not text.strip()``, without copying a long text)."""
+    return not text or text.isspace()
 
 
 def _prompt(value: Any) -> str | list[dict[str, str]]:
     if value is None:
         raise RecordError("missing field 'prompt'")
     if isinstance(value, str):
-        if not value.strip():
+        if _blank(value):
             raise RecordError("'prompt' is empty")
         return value
     if isinstance(value, list):
@@ -172,12 +194,15 @@ def _responses(value: Any, limits: Limits) -> list[ParsedResponse]:
                 raise RecordError(f"missing field 'text' in response {i}")
             if model is not None and not isinstance(model, str):
                 raise RecordError(f"wrong type: response {i} 'model' must be a string")
+            if model is not None and len(model) > MAX_MODEL_CHARS:
+                raise RecordError(f"too large: response {i} 'model' is over "
+                                  f"{MAX_MODEL_CHARS} characters")
         else:
             raise RecordError(f"wrong type: response {i} must be a string or an object "
                               "with 'text'")
         if not isinstance(text, str):
             raise RecordError(f"wrong type: response {i} 'text' must be a string")
-        if not text.strip():
+        if _blank(text):
             raise RecordError(f"response {i} is empty")
         if len(text) > limits.max_response_chars:
             raise RecordError(f"too large: response {i} has {len(text)} characters "
@@ -262,8 +287,9 @@ def validate_record(obj: Any, *, line: int, limits: Limits) -> ParsedItem:
                 or labeling_round < 1:
             raise RecordError("wrong type: 'round' must be a whole number from 1")
         history["round"] = labeling_round
-    originals = sum(1 for r in responses if r.source != "human_edit")
-    gold = _gold(obj.get("gold"), originals)
+    gold = obj.get("gold")
+    if gold is not None:
+        gold = _gold(gold, sum(1 for r in responses if r.source != "human_edit"))
     ext = obj.get("external_id", obj.get("id"))
     if ext is not None and not isinstance(ext, str | int) or isinstance(ext, bool):
         raise RecordError("wrong type: 'external_id' must be a string or a number")
@@ -273,14 +299,14 @@ def validate_record(obj: Any, *, line: int, limits: Limits) -> ParsedItem:
     metadata = obj.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise RecordError("wrong type: 'metadata' must be an object")
-    skip = RESERVED | ({"tandem", "consensus", "round", *HISTORY_KEYS} if full else set())
+    skip = RESERVED_FULL if full else RESERVED
     extra = {k: v for k, v in obj.items() if k not in skip}
     return ParsedItem(
         line=line,
         external_id=ext_str or content_id(prompt, responses),
         prompt=prompt,
         responses=responses,
-        metadata={**extra, **metadata},
+        metadata={**extra, **metadata} if extra else metadata,
         gold=gold,
         history=history,
     )
@@ -391,6 +417,17 @@ def _csv_record(row: dict[str, str], response_cols: list[str], *, line: int,
     obj = {"prompt": prompt, "responses": responses, "external_id": row.get("external_id") or None,
            "metadata": {**extra, **metadata} if isinstance(metadata, dict) else metadata}
     return validate_record(obj, line=line, limits=limits)
+
+
+def records_of_body(body: bytes) -> list[Any]:
+    """The records of an API request body ``{"items": [...]}``; RecordError says what is
+    wrong with a body that is not one (not UTF-8, not JSON, NaN, no list of items)."""
+    obj = load_json(_decode(body, 1))
+    records = obj.get("items") if isinstance(obj, dict) else None
+    if not isinstance(records, list):
+        raise RecordError('the body must be a JSON object with a list of items: '
+                          '{"items": [...]}')
+    return records
 
 
 def parse_records(records: list[Any], *, limits: Limits) -> ParseResult:

@@ -316,6 +316,10 @@ def test_nan_and_infinity_are_not_json() -> None:
            b'{"prompt": "y", "responses": ["a", "b"], "weight": -Infinity}'
     result = parse_file(data, file_format="jsonl", limits=Limits())
     assert [e.line for e in result.errors] == [1, 2], result.errors
+    # the message says why (not "too many digits", which Python's guard against long
+    # integers would say)
+    assert [e.message for e in result.errors] == [
+        "invalid JSON: NaN is not a JSON number", "invalid JSON: -Infinity is not a JSON number"]
 
 
 def test_a_csv_row_without_its_prompt_cell_is_a_line_error() -> None:

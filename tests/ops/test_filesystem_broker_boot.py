@@ -24,7 +24,8 @@ def _bind(folder: str, queue: str, start: multiprocessing.Barrier, errors) -> No
         with app.connection_for_write() as conn:
             from kombu import Exchange, Queue
 
-            Queue(queue, Exchange(queue, type="direct"), routing_key=queue)(conn.channel()).declare()
+            bound = Queue(queue, Exchange(queue, type="direct"), routing_key=queue)
+            bound(conn.channel()).declare()
     except Exception as exc:  # noqa: BLE001 (reported to the test)
         errors.put(f"{type(exc).__name__}: {exc}")
 
