@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, true, update
 from sqlalchemy.orm import Session
 
 from app.models import (
@@ -23,6 +23,9 @@ from app.models.consensus import ConsensusStatus
 from app.models.items import ResponseSource
 
 NEEDS_ADJUDICATION = (ConsensusStatus.CONFLICT, ConsensusStatus.INTRANSITIVE)
+# ``= true`` rather than the bare column: SQLite matches an index column only in a comparison,
+# and without the index it read the whole project (250 ms at 1M items, before every export).
+STALE = Item.consensus_stale == true()
 
 
 def mark_stale(db: Session, *, item_ids: Iterable[int]) -> None:
@@ -44,7 +47,7 @@ def claim_stale(db: Session, *, project_id: int, limit: int) -> list[int]:
     """Up to ``limit`` stale items, their flag cleared in this (write) transaction: a label
     that lands meanwhile sets it again, so the next refresh sees it."""
     ids = list(db.scalars(
-        select(Item.id).where(Item.project_id == project_id, Item.consensus_stale, Item.ready)
+        select(Item.id).where(Item.project_id == project_id, STALE, Item.ready)
         .order_by(Item.id).limit(limit)
     ))
     if ids:
@@ -54,7 +57,7 @@ def claim_stale(db: Session, *, project_id: int, limit: int) -> list[int]:
 
 def count_stale(db: Session, *, project_id: int) -> int:
     return db.scalar(select(func.count()).select_from(Item).where(
-        Item.project_id == project_id, Item.consensus_stale, Item.ready)) or 0
+        Item.project_id == project_id, STALE, Item.ready)) or 0
 
 
 @dataclass

@@ -2,9 +2,9 @@
 large the project, and each batch is its own short transaction.
 
 A thread reads one batch ahead of the caller, so the database makes the next batch while
-this one is written. Rows are read as plain tuples (no ORM objects) and JSON columns as text
-parsed by orjson, which made reading several times cheaper than ORM rows and the driver's
-``json.loads``.
+this one is written. Rows are read as the driver's plain tuples (no ORM objects, no
+SQLAlchemy rows) and JSON columns as text parsed by orjson, which made reading several times
+cheaper than ORM rows and the driver's ``json.loads``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import UTC
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Row, Text, cast, func, null, or_, select
+from sqlalchemy import CursorResult, Text, cast, func, null, or_, select
 from sqlalchemy.orm import Session
 
 from app.core.db import session_scope
@@ -26,6 +26,7 @@ from app.models import Item, ItemConsensus, Response, RuleSet
 from app.models.consensus import ConsensusStatus
 
 BATCH = 2500
+FIRST_BATCH = 250  # a small first batch: the first rows go out sooner
 
 
 class ExportResponse(NamedTuple):
@@ -156,36 +157,61 @@ def iter_records(*, project_id: int, filters: ExportFilters, tally: Tally | None
         yield records
 
 
-def _fetch(project_id: int, cond: list, batch: int, *,
-           with_meta: bool) -> Iterator[tuple[list[Row], list[Row]]]:
-    """Each batch's rows: decided items, then the responses of the items in its id range."""
+def _fetch(project_id: int, cond: list, batch: int, *, with_meta: bool,
+           lean: bool = False) -> Iterator[tuple[list[tuple], list[tuple]]]:
+    """Each batch's rows: decided items, then the responses of the items in its id range.
+
+    Items: item_id, source, agreement, confidence, pairs, external_id, prompt, metadata (JSON
+    as text; metadata only ``with_meta``); responses: id, item_id, text, model_name, source,
+    parent_response_id. ``lean`` reads only what the pair formats use: items' item_id,
+    source, pairs, prompt, metadata and responses' id, item_id, text.
+    """
     c = ItemConsensus
-    after = 0
+    if lean:
+        item_columns = [c.item_id, c.source, cast(c.pairs, Text), cast(Item.prompt, Text)]
+        response_columns = [Response.id, Response.item_id, Response.text]
+    else:
+        item_columns = [c.item_id, c.source, c.agreement, c.confidence, cast(c.pairs, Text),
+                        Item.external_id, cast(Item.prompt, Text)]
+        response_columns = [Response.id, Response.item_id, Response.text, Response.model_name,
+                            Response.source, Response.parent_response_id]
+    item_columns.append(cast(Item.meta, Text) if with_meta else null())
+    after, limit = 0, min(batch, FIRST_BATCH)
     while True:
         with session_scope() as db:
             conn = db.connection()
             # The bound on items.id as well as item_consensus.item_id: PostgreSQL does not
             # carry a range across the join, and without it every batch reads the items
             # table from the start (quadratic in the project's size).
-            items = conn.execute(
-                select(c.item_id, c.source, c.agreement, c.confidence, cast(c.pairs, Text),
-                       Item.external_id, cast(Item.prompt, Text),
-                       cast(Item.meta, Text) if with_meta else null())
+            items = _tuples(conn.execute(
+                select(*item_columns)
                 .join(Item, Item.id == c.item_id)
                 .where(*cond, c.status == ConsensusStatus.DECIDED, c.item_id > after,
                        Item.id > after, Item.ready)
-                .order_by(c.item_id).limit(batch)
-            ).all()
+                .order_by(c.item_id).limit(limit)
+            ))
             if not items:
                 return
             lo, after = items[0][0], items[-1][0]
             # Ranges on both ids keep this an index range scan; an IN over the batch's items
             # let PostgreSQL choose to read every response of every project, each batch.
-            responses = conn.execute(
-                select(Response.id, Response.item_id, Response.text, Response.model_name,
-                       Response.source, Response.parent_response_id)
+            # ``ready`` lets SQLite range over its (project_id, ready, id) index: without it
+            # SQLite read the whole project's index entries for every batch.
+            responses = _tuples(conn.execute(
+                select(*response_columns)
                 .join(Item, Item.id == Response.item_id)
-                .where(Item.project_id == project_id, Item.id >= lo, Item.id <= after,
-                       Response.item_id >= lo, Response.item_id <= after)
-            ).all()
+                .where(Item.project_id == project_id, Item.ready, Item.id >= lo,
+                       Item.id <= after, Response.item_id >= lo, Response.item_id <= after)
+            ))
         yield items, responses
+        limit = batch
+
+
+def _tuples(result: CursorResult) -> list[tuple]:
+    """A result's rows as the driver's own tuples. SQLAlchemy's Row objects cost about as
+    much again as the driver's work; the columns read here (integers, text, floats) need no
+    conversion by SQLAlchemy on SQLite or PostgreSQL."""
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()

@@ -12,22 +12,30 @@ from sqlalchemy.orm import Session
 from app.consensus import service as consensus
 from app.exports.filters import ALL_SOURCES, ExportFilters, LabelSource
 from app.exports.formats import ROWS, ExportFormat
+from app.exports.pairs import PAIR_FORMATS, PairRows, iter_pair_rows
 from app.exports.records import Tally, iter_records
 from app.models import HumanLabel, ItemConsensus
 from app.models.consensus import ConsensusStatus
 
-CHUNK = 65536
+# Each chunk is a hop from the thread pool to the event loop and through the middleware: 1 MB
+# chunks make 16 times fewer than 64 KB ones. The first goes out at 64 KB, for an early
+# first byte.
+FIRST_CHUNK, CHUNK = 1 << 16, 1 << 20
 
 
 def iter_jsonl(*, project_id: int, fmt: ExportFormat, margin: bool = False,
                sources: frozenset[LabelSource] = ALL_SOURCES,
                tally: Tally | None = None) -> Iterator[bytes]:
-    """JSONL bytes in chunks of about 64 KB, for a streamed HTTP response."""
+    """JSONL bytes in chunks of about 1 MB, for a streamed HTTP response."""
     if fmt == ExportFormat.TANDEM:
         raise ValueError("the full-fidelity format is made as a snapshot")
     consensus.refresh(project_id)
-    rows_of = ROWS[fmt]
     filters = ExportFilters(sources=sorted(sources))
+    if fmt in PAIR_FORMATS:
+        yield from _pair_jsonl(project_id=project_id, fmt=fmt, margin=margin, filters=filters,
+                               tally=tally)
+        return
+    rows_of = ROWS[fmt]
     buf = bytearray()
     for batch in iter_records(project_id=project_id, filters=filters, tally=tally):
         for record in batch:
@@ -38,6 +46,26 @@ def iter_jsonl(*, project_id: int, fmt: ExportFormat, margin: bool = False,
                 buf.clear()
     if buf:
         yield bytes(buf)
+
+
+def _pair_jsonl(*, project_id: int, fmt: ExportFormat, margin: bool, filters: ExportFilters,
+                tally: Tally | None) -> Iterator[bytes]:
+    rows = PairRows(fmt, margin, fingerprints=False)
+    line = rows.line
+    buf: list[bytes] = []
+    size, limit = 0, FIRST_CHUNK
+    for batch in iter_pair_rows(project_id=project_id, filters=filters, rows=rows, tally=tally):
+        for _, item_rows in batch:
+            for row in item_rows:
+                encoded = line(row)
+                buf.append(encoded)
+                size += len(encoded)
+            if size >= limit:
+                yield b"".join(buf)
+                buf.clear()
+                size, limit = 0, CHUNK
+    if buf:
+        yield b"".join(buf)
 
 
 @dataclass

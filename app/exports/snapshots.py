@@ -16,7 +16,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
@@ -34,8 +34,8 @@ from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.errors import BadRequest, NotFound
 from app.core.jobs import enqueue_after_commit
+from app.exports import pairs, writers
 from app.exports import records as records_mod
-from app.exports import writers
 from app.exports.card import dataset_card
 from app.exports.formats import ROWS, Container, ExportFormat
 from app.exports.records import Tally
@@ -241,8 +241,11 @@ def _write_files(job: _Build, folder: Path) -> dict[str, Any]:
     spec = job.spec
     ext = "jsonl" if spec.container == Container.JSONL else "parquet"
     sides = ["train", "test"] if spec.split else ["train"]
+    pair_rows = (pairs.PairRows(spec.format, spec.margin, fingerprints=True)
+                 if spec.format in pairs.PAIR_FORMATS else None)
     out = {side: writers.RowWriter(folder / f"{side}.{ext}", fmt=spec.format,
-                                   container=spec.container, margin=spec.margin)
+                                   container=spec.container, margin=spec.margin,
+                                   pair_rows=pair_rows)
            for side in sides}
     tally = Tally()
     try:
@@ -254,11 +257,14 @@ def _write_files(job: _Build, folder: Path) -> dict[str, Any]:
         _progress(job, 0, total)
         shown = time.monotonic()
         with _gc_paused():
-            for batch in _batches(job, tally):
-                for record, rows in batch:
-                    writer = out[_split_of(record.prompt, spec.split)]
-                    for row in rows:
-                        writer.write(row)
+            for batch in _batches(job, tally, pair_rows):
+                for prompt, rows in batch:
+                    writer = out[_split_of(prompt, spec.split)]
+                    if pair_rows is not None:
+                        writer.write_pairs(rows)
+                    else:
+                        for row in rows:
+                            writer.write(row)
                 if time.monotonic() - shown >= PROGRESS_EVERY_S:
                     _progress(job, tally.items)
                     shown = time.monotonic()
@@ -274,19 +280,26 @@ def _write_files(job: _Build, folder: Path) -> dict[str, Any]:
     return _manifest(job, tally, files)
 
 
-def _batches(job: _Build, tally: Tally) -> Iterator[list[tuple[Any, Iterator[dict]]]]:
+def _batches(job: _Build, tally: Tally, pair_rows: pairs.PairRows | None
+             ) -> Iterator[Iterable[tuple[Any, Iterable[Any]]]]:
+    """Batches of items, each as (its prompt, its rows: parts made by ``pair_rows`` when
+    given, else dicts)."""
     spec = job.spec
+    if pair_rows is not None:
+        yield from pairs.iter_pair_rows(project_id=job.project_id, filters=spec.filters,
+                                        rows=pair_rows, tally=tally)
+        return
     if spec.format == ExportFormat.TANDEM:
         from app.exports import tandem
 
         for batch in tandem.iter_batches(project_id=job.project_id, filters=spec.filters,
                                          tally=tally):
-            yield [(rec, iter([row])) for rec, row in batch]
+            yield [(item.prompt, [row]) for item, row in batch]
         return
     rows_of = ROWS[spec.format]
     for batch in records_mod.iter_records(project_id=job.project_id, filters=spec.filters,
                                           tally=tally):
-        yield [(rec, rows_of(rec, spec.margin)) for rec in batch]
+        yield [(rec.prompt, rows_of(rec, spec.margin)) for rec in batch]
 
 
 def _manifest(job: _Build, tally: Tally, files: list[dict]) -> dict[str, Any]:

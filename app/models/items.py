@@ -46,7 +46,8 @@ class Item(Base):
         # finished, AI-accepted and gold items drop out of it (in_queue), so "next item"
         # costs the same in a fresh project and in one of a million finished items.
         Index("ix_items_human_queue", "project_id", "ready", "in_queue", "queue_rank", "id"),
-        Index("ix_items_consensus_stale", "project_id", "consensus_stale"),
+        # Stale items in id order, before each export and consensus page (migration 0013).
+        Index("ix_items_consensus_stale", "project_id", "consensus_stale", "ready", "id"),
         # The item list's filters walk these in id order (keyset pages), and the progress
         # counts read label_count from the first one without touching the table.
         Index("ix_items_project_ready_label_count", "project_id", "ready", "label_count", "id"),
