@@ -35,6 +35,18 @@ def test_batched_scoring_equals_one_at_a_time() -> None:
         assert b.prompt_tokens > 20 and b.completion_tokens == 0
 
 
+def test_an_answer_does_not_depend_on_what_else_is_in_its_batch() -> None:
+    """A batch computes the tokens its questions start with once; copies of the same
+    question, and longer or shorter ones beside it, leave its answer as it is alone."""
+    qs = questions()
+    alone = LocalProvider(batch_size=1).answer([qs[0]])[0].p_first
+    for batch in ([qs[0], qs[0]], [qs[2], qs[0], qs[0], qs[3]], [qs[3], qs[1], qs[0]]):
+        answers = LocalProvider(batch_size=8).answer(batch)
+        for question, answer in zip(batch, answers, strict=True):
+            if question == qs[0]:
+                assert answer.p_first == pytest.approx(alone, abs=1e-4)
+
+
 def test_the_web_process_never_imports_torch_or_transformers() -> None:
     code = ("import sys; from app.main import create_app; create_app(); "
             "import app.judging.router, app.judging.service; "
