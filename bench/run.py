@@ -29,7 +29,6 @@ import httpx  # noqa: E402
 from bench.common import (  # noqa: E402
     Backend,
     BackendTable,
-    RssSampler,
     Server,
     create_backend,
     drop_backend,
@@ -37,7 +36,6 @@ from bench.common import (  # noqa: E402
     migrate,
     peak_rss_kb,
     reset_peak_rss,
-    rss_kb,
     summary_ms,
 )
 from bench.labelers import PASSWORD, Budget, Labeler  # noqa: E402
@@ -320,41 +318,16 @@ def count_labels(ctx: dict) -> int:
 
 
 def bench_export(backend: Backend, ctx: dict, log: Path) -> dict:
-    """Restart the server, warm it up, stream the export, and read its memory around it."""
+    """Restart the server and stream the export (bench.export's measure of it)."""
+    from bench.export import bench_stream_export
+
     labels = count_labels(ctx)
-    auth = {"Authorization": f"Bearer {ctx['token']}"}
     with Server(backend.env, log=log) as server:
-        pid = ctx["project_id"]
-        with httpx.Client(base_url=server.url, timeout=600, headers=auth) as client:
-            client.get(f"/api/v1/projects/{pid}").raise_for_status()  # warm-up: ORM, auth
-            startup_hwm = peak_rss_kb(server.pid)
-            hwm_reset = reset_peak_rss(server.pid)
-            hwm_before, rss_before = peak_rss_kb(server.pid), rss_kb(server.pid)
-            nbytes = rows = 0
-            first_byte = None
-            with RssSampler(server.pid) as sampler:
-                t0 = time.perf_counter()
-                with client.stream("GET", f"/api/v1/projects/{pid}/export",
-                                   params={"format": "standard"}) as r:
-                    status = r.status_code
-                    for chunk in r.iter_bytes():
-                        if first_byte is None:
-                            first_byte = time.perf_counter() - t0
-                        nbytes += len(chunk)
-                        rows += chunk.count(b"\n")
-                elapsed = time.perf_counter() - t0
-            hwm_after = peak_rss_kb(server.pid)
-    return {"labels": labels, "status": status, "rows": rows, "bytes": nbytes,
-            "seconds": elapsed, "first_byte_s": first_byte,
-            "rows_per_s": rows / elapsed if elapsed else 0.0,
-            "mb_per_s": nbytes / 1e6 / elapsed if elapsed else 0.0,
-            "startup_peak_rss_mb": startup_hwm / 1024, "peak_rss_was_reset": hwm_reset,
-            "rss_before_mb": rss_before / 1024,
-            "peak_rss_before_mb": hwm_before / 1024, "peak_rss_after_mb": hwm_after / 1024,
-            "peak_rss_growth_mb": (hwm_after - hwm_before) / 1024,
-            "sampled_max_rss_mb": sampler.max_kb / 1024,
-            "sampled_rss_growth_mb": (sampler.max_kb - rss_before) / 1024,
-            "rss_samples": len(sampler.samples)}
+        startup_hwm = peak_rss_kb(server.pid)
+        out = bench_stream_export(server.url, ctx["project_id"], ctx["token"], server.pid,
+                                  database=backend.pg_name)
+    return {"labels": labels, "startup_peak_rss_mb": startup_hwm / 1024,
+            "peak_rss_after_mb": out["peak_rss_mb"], **out}
 
 
 # --------------------------------------------------------------------------- driver
