@@ -174,6 +174,36 @@ class Server:
         self.stop()
 
 
+# --------------------------------------------------------------------------- CPU
+
+def cpu_s(pid: int, default: float = math.nan) -> float:
+    """User + system CPU seconds a process (all its threads) has used so far, from /proc;
+    ``default`` when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return default
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_backends(database: str | None) -> list[int]:
+    """Pids of this machine's PostgreSQL backends connected to ``database`` (none without
+    one). CPU seconds per row or item do not move when other work slows the wall clock."""
+    if not database:
+        return []
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                words = fh.read().split(b"\0")[0].split()
+        except OSError:
+            continue
+        if words[:1] == [b"postgres:"] and database.encode() in words:
+            pids.append(int(pid))
+    return pids
+
+
 # --------------------------------------------------------------------------- memory
 
 def _status_kb(pid: int, key: str) -> int:

@@ -46,11 +46,13 @@ from bench.common import (  # noqa: E402
     Backend,
     RssSampler,
     Server,
+    cpu_s,
     create_backend,
     drop_backend,
     git_commit,
     migrate,
     peak_rss_kb,
+    postgres_backends,
     reset_peak_rss,
     rss_kb,
 )
@@ -249,32 +251,9 @@ def seed_pairs(backend: Backend, n: int) -> dict:
 
 # --------------------------------------------------------------------------- CPU time
 
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system, all threads) a process has used so far."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
-
 def postgres_cpu_s(database: str | None) -> float:
-    """CPU seconds used so far by the PostgreSQL backends connected to ``database`` (those
-    on this machine), or 0 without one. Wall-clock figures on a shared 2-core machine swing
-    with what else runs; CPU seconds per row do not, and show what an idle machine allows."""
-    if not database:
-        return 0.0
-    total = 0.0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                words = fh.read().split(b"\0")[0].split()
-            if words[:1] == [b"postgres:"] and database.encode() in words:
-                total += cpu_s(int(pid))
-        except (OSError, IndexError):
-            continue
-    return total
+    """CPU seconds used so far by the PostgreSQL backends connected to ``database``, or 0."""
+    return sum(cpu_s(pid, 0.0) for pid in postgres_backends(database))
 
 
 # --------------------------------------------------------------------------- streamed export

@@ -43,11 +43,13 @@ from bench.common import (  # noqa: E402
     BackendTable,
     RssSampler,
     Server,
+    cpu_s,
     create_backend,
     drop_backend,
     git_commit,
     migrate,
     percentile,
+    postgres_backends,
 )
 from bench.run import WORDS, setup_project  # noqa: E402
 
@@ -233,33 +235,6 @@ def _visible(server_url: str, project_id: int, token: str, external_ids: list[st
 
 # --------------------------------------------------------------------------- CPU accounting
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _pg_backends(dbname: str | None) -> list[int]:
-    """Pids of the PostgreSQL backends serving ``dbname`` (this machine's server)."""
-    if not dbname:
-        return []
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    cmd = fh.read()
-            except OSError:
-                continue
-            if cmd.startswith(b"postgres: ") and f" {dbname} ".encode() in cmd:
-                pids.append(int(entry))
-    return pids
-
-
 class CpuMeter:
     """CPU seconds the web process and the database's backends spent in a block: a figure
     that does not move when other work on a shared machine slows the wall clock."""
@@ -268,13 +243,14 @@ class CpuMeter:
         self.server_pid, self.pg_name = server_pid, pg_name
 
     def __enter__(self) -> CpuMeter:
-        self.server0 = _cpu_s(self.server_pid)
-        self.pg0 = {p: _cpu_s(p) for p in _pg_backends(self.pg_name)}
+        self.server0 = cpu_s(self.server_pid, 0.0)
+        self.pg0 = {p: cpu_s(p, 0.0) for p in postgres_backends(self.pg_name)}
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server_s = _cpu_s(self.server_pid) - self.server0
-        self.pg_s = sum(_cpu_s(p) - self.pg0.get(p, 0.0) for p in _pg_backends(self.pg_name))
+        self.server_s = cpu_s(self.server_pid, 0.0) - self.server0
+        self.pg_s = sum(cpu_s(p, 0.0) - self.pg0.get(p, 0.0)
+                        for p in postgres_backends(self.pg_name))
 
 
 # --------------------------------------------------------------------------- driver

@@ -183,8 +183,8 @@ def bench_judge(kind: str, pairs: int = 16) -> dict:
     machine) and generation one pair at a time, all in this one call."""
     import httpx
 
-    from bench.common import REDIS_URL, Server, create_backend, drop_backend, migrate
-    from bench.load import broker_env, cpu_s, forget_broker_keys
+    from bench.common import REDIS_URL, Server, cpu_s, create_backend, drop_backend, migrate
+    from bench.load import broker_env, forget_broker_keys
     from bench.run import make_items
     from tests.support import start_worker, stop_process, wait_for
 

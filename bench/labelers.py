@@ -88,6 +88,16 @@ class Spread:
             self.turn += 1
 
 
+def failed(exc: Exception, gate: threading.Barrier) -> str:
+    """What a simulated labeler reports when it dies; the others waiting at the start gate
+    are let go rather than left waiting for it."""
+    try:
+        gate.abort()
+    except threading.BrokenBarrierError:
+        pass
+    return f"{type(exc).__name__}: {exc}"
+
+
 class Labeler(threading.Thread):
     """One labeler. ``leave_after``: log out after that many acknowledged labels. ``url`` is
     one server, or several that the labeler's requests take in turn (see Spread)."""
@@ -150,11 +160,7 @@ class Labeler(threading.Thread):
                 self.gate.wait()
                 self._loop(client, csrf)
         except Exception as exc:  # noqa: BLE001 (reported in the results)
-            self.exception = f"{type(exc).__name__}: {exc}"
-            try:
-                self.gate.abort()
-            except threading.BrokenBarrierError:
-                pass
+            self.exception = failed(exc, self.gate)
 
     def _loop(self, client: httpx.Client, csrf: str) -> None:
         base = f"/projects/{self.project_id}/label"
@@ -259,8 +265,4 @@ class Skipper(threading.Thread):
                         return
                     self.items.append(int(item[0]))
         except Exception as exc:  # noqa: BLE001 (reported in the results)
-            self.exception = f"{type(exc).__name__}: {exc}"
-            try:
-                self.gate.abort()
-            except threading.BrokenBarrierError:
-                pass
+            self.exception = failed(exc, self.gate)

@@ -39,6 +39,7 @@ from bench.common import (  # noqa: E402
     REDIS_URL,
     Backend,
     Server,
+    cpu_s,
     create_backend,
     drop_backend,
     git_commit,
@@ -191,16 +192,6 @@ def forget_broker_keys(env: dict[str, str]) -> None:
     if keys:
         client.delete(*keys)
     client.close()
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (from /proc)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # Called once the labelers are at work and the judge runs started, with the servers' URLs
