@@ -36,10 +36,12 @@ import httpx  # noqa: E402
 from bench.common import (  # noqa: E402
     RssSampler,
     Server,
+    cpu_s,
     create_backend,
     drop_backend,
     git_commit,
     migrate,
+    postgres_backends,
     rss_kb,
     summary_ms,
 )
@@ -144,15 +146,27 @@ def label_workloads(kind: str, args: argparse.Namespace, logdir: Path) -> dict:
             print(f"   3. submit: {args.labels:,} labels by {LABELERS} labelers", flush=True)
             serving = server_pids(server)[1:] or [server.pid]
             sampler = RssSampler(interval=0.05, pids=lambda: serving)
+            pg0 = {p: cpu_s(p, 0.0) for p in postgres_backends(backend.pg_name)}
+            cpu0 = (time.process_time(), sum(cpu_s(p, 0.0) for p in serving))
             with sampler:
                 out["submit"] = bench_labeling(server, ctx, args.labels)
+            acked = max(1, out["submit"]["acknowledged"])
+            out["submit"]["cpu_ms_per_label"] = {  # holds when other work slows the clock
+                "load_generator": 1000 * (time.process_time() - cpu0[0]) / acked,
+                "web": 1000 * (sum(cpu_s(p, 0.0) for p in serving) - cpu0[1]) / acked,
+                "postgresql": 1000 * sum(cpu_s(p, 0.0) - pg0.get(p, 0.0)
+                                         for p in postgres_backends(backend.pg_name)) / acked,
+            }
             out["memory_submit"] = {"web_rss_max_mb": sampler.max_kb / 1024,
                                     "web_rss_after_mb": web_rss_mb(server),
                                     "torch_loaded": any(loads_torch(p)
                                                         for p in server_pids(server))}
             lab = out["submit"]
+            cpu = lab["cpu_ms_per_label"]
             print(f"      {lab['labels_per_s']:.0f} labels/s, submit p99 "
-                  f"{lab['submit']['p99_ms']:.1f} ms", flush=True)
+                  f"{lab['submit']['p99_ms']:.1f} ms; CPU ms per label: web {cpu['web']:.2f}, "
+                  f"PostgreSQL {cpu['postgresql']:.2f}, load generator "
+                  f"{cpu['load_generator']:.2f}", flush=True)
             out["verify"] = verify_labels(ctx, lab["acknowledged"])
 
             if args.large:

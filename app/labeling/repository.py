@@ -178,11 +178,30 @@ _EARLIER_LABEL = (
 )
 
 
-def earlier_label(db: Session, *, idempotency_key: str, item_id: int,
-                  user_id: int) -> HumanLabel | None:
-    """A label already stored under this key, or by this user on this item."""
-    return db.scalar(_EARLIER_LABEL, {"key": idempotency_key, "item_id": item_id,
-                                      "user_id": user_id})
+# A submit's two reads in one round trip: the labeler's assignment of the item, and whether
+# a label was already stored under the key or by the labeler on the item (a double submit).
+_ASSIGNMENT_AND_EARLIER = select(
+    Assignment,
+    select(HumanLabel.id)
+    .where(or_(HumanLabel.idempotency_key == bindparam("key"),
+               and_(HumanLabel.item_id == bindparam("item_id"),
+                    HumanLabel.user_id == bindparam("user_id"))))
+    .limit(1)
+    .scalar_subquery(),
+).where(Assignment.item_id == bindparam("item_id"), Assignment.user_id == bindparam("user_id"))
+
+
+def assignment_and_earlier_label(db: Session, *, item_id: int, user_id: int,
+                                 idempotency_key: str) -> tuple[Assignment | None,
+                                                                HumanLabel | None]:
+    """The labeler's assignment of the item, and a label already stored under this key or by
+    this labeler on this item (a double submit): one statement when the assignment exists."""
+    params = {"key": idempotency_key, "item_id": item_id, "user_id": user_id}
+    row = db.execute(_ASSIGNMENT_AND_EARLIER, params).first()
+    if row is None:
+        return None, db.scalar(_EARLIER_LABEL, params)
+    assignment, earlier_id = row
+    return assignment, (db.get(HumanLabel, earlier_id) if earlier_id is not None else None)
 
 
 

@@ -117,15 +117,14 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) ->
     item = items.lock_item(db, item_id=data.item_id)
     if item is None or item.project_id != project.id:
         raise NotFound("No such item in this project.")
-    earlier = repository.earlier_label(db, idempotency_key=data.idempotency_key,
-                                       item_id=item.id, user_id=user.id)
+    assignment, earlier = repository.assignment_and_earlier_label(
+        db, item_id=item.id, user_id=user.id, idempotency_key=data.idempotency_key)
     if earlier is not None:
         if earlier.user_id != user.id:
             raise Conflict("This submission key belongs to someone else.")
         return earlier
 
     now = utcnow()
-    assignment = repository.get_assignment(db, item_id=item.id, user_id=user.id)
     if assignment is None or assignment.status not in (AssignmentStatus.ACTIVE,):
         raise Conflict("This item is not assigned to you (it was skipped or reassigned). "
                        "Take the next item.")
