@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -121,30 +122,47 @@ def load_json(text: str) -> Any:
 _CONTAINERS = (dict, list)  # a tuple: isinstance takes it faster than ``dict | list``
 
 
-def _has_nul(obj: Any) -> bool:
-    """A NUL character anywhere in the record: PostgreSQL cannot store it in text or JSON.
+# A lone UTF-16 surrogate (JSON's "\ud800" without its pair) is no character: it has no
+# UTF-8 form, so neither database can store it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+NUL_TEXT = "a text holds a NUL character (\\u0000), which cannot be stored"
+SURROGATE_TEXT = ("a text holds a lone surrogate (a \\ud800-\\udfff escape without its "
+                  "pair), which is no character and cannot be stored")
+
+
+def _bad_text(text: str) -> str | None:
+    if "\x00" in text:
+        return NUL_TEXT
+    if not text.isascii() and _SURROGATE.search(text):  # isascii: a flag, no scan
+        return SURROGATE_TEXT
+    return None
+
+
+def _unstorable(obj: Any) -> str | None:
+    """Why a text anywhere in the record (a key or a value) cannot be stored: a NUL
+    character (PostgreSQL cannot hold it in text or JSON) or a lone surrogate; None if none.
 
     A loop over a stack of containers (no recursion, however deep the JSON) that looks into
     strings where it meets them: it walks every value of every record of an import."""
     if isinstance(obj, str):
-        return "\x00" in obj
+        return _bad_text(obj)
     stack = [obj]
     while stack:
         value = stack.pop()
         if isinstance(value, dict):
             for key in value:
-                if isinstance(key, str) and "\x00" in key:
-                    return True
+                if isinstance(key, str) and (why := _bad_text(key)):
+                    return why
             value = value.values()
         elif not isinstance(value, list):
             continue
         for item in value:
             if isinstance(item, str):
-                if "\x00" in item:
-                    return True
+                if why := _bad_text(item):
+                    return why
             elif isinstance(item, _CONTAINERS):
                 stack.append(item)
-    return False
+    return None
 
 
 def _blank(text: str) -> bool:
@@ -254,8 +272,8 @@ def _provenance(obj: dict, responses: list[ParsedResponse]) -> list[ParsedRespon
 def validate_record(obj: Any, *, line: int, limits: Limits) -> ParsedItem:
     if not isinstance(obj, dict):
         raise RecordError(f"wrong type: expected a JSON object, not {type(obj).__name__}")
-    if _has_nul(obj):
-        raise RecordError("a text holds a NUL character (\\u0000), which cannot be stored")
+    if why := _unstorable(obj):
+        raise RecordError(why)
     prompt = _prompt(obj.get("prompt"))
     full = obj.get("tandem") is not None
     max_originals = limits.max_responses

@@ -3,6 +3,7 @@ every item once, whole and ready to label, and a body that is not an import refu
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -120,6 +121,38 @@ def test_a_body_that_is_not_an_import_is_refused_whole(api: Api, db, body: bytes
     assert message in response.json()["detail"]
     db.rollback()
     assert db.scalar(select(func.count()).select_from(Item)) == 0
+
+
+@pytest.mark.parametrize(("where", "escape", "message"), [
+    ("prompt", "\\ud800", "lone surrogate"),
+    ("response", "\\udfff", "lone surrogate"),
+    ("metadata key", "\\ud83d", "lone surrogate"),
+    ("prompt", "\\u0000", "NUL character"),
+])
+def test_text_no_database_can_store_is_a_line_error(api: Api, db, where: str, escape: str,
+                                                    message: str) -> None:
+    """JSON lets an escape name half a UTF-16 pair or NUL; neither can be stored, so the
+    line is reported and nothing of the body imported (it was a 500 on the insert)."""
+    project = make_project(api.admin)
+    bad = {"prompt": "Say hi", "responses": ["hi", "hello"]}
+    line = json.dumps(bad)
+    if where == "prompt":
+        line = line.replace("Say hi", f"Say {escape} hi")
+    elif where == "response":
+        line = line.replace('"hello"', f'"hel{escape}lo"')
+    else:
+        line = line[:-1] + f', "metadata": {{"k{escape}": 1}}}}'
+    good = json.dumps(sample_items(1)[0])
+    body = f'{{"items": [{good}, {line}, {good.replace("item-0", "item-x")}]}}'.encode()
+    response = api.post(project.id, body)
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert [e["line"] for e in errors] == [2] and message in errors[0]["message"]
+    db.rollback()
+    assert db.scalar(select(func.count()).select_from(Item)) == 0
+    # The same good items import once the bad one is left out.
+    fixed = f'{{"items": [{good}]}}'.encode()
+    assert api.post(project.id, fixed).status_code == 200
 
 
 def test_a_model_name_too_long_to_store_is_a_line_error(api: Api, db) -> None:
