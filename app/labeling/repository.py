@@ -10,6 +10,7 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
+    insert,
     or_,
     select,
     text,
@@ -152,6 +153,37 @@ def recount_labels(db: Session, *, item: Item) -> None:
     db.expire(item, ["label_count", "in_queue", "consensus_stale"])  # read again if asked
 
 
+# The hot path's writes, as plain statements built once (the ORM's flush of one object cost
+# more than the statement it sent).
+_INSERT_LABEL = insert(HumanLabel).returning(HumanLabel.id)
+_INSERT_ASSIGNMENT = insert(Assignment).returning(Assignment.id)
+_END_ASSIGNMENT = (update(Assignment).where(Assignment.id == bindparam("assignment_id"))
+                   .values(status=bindparam("status"), finished_at=bindparam("now"))
+                   .execution_options(synchronize_session=False))
+
+
+def insert_label(db: Session, values: dict) -> int:
+    """Store a label (the columns it has; the others take their defaults); its id."""
+    return db.execute(_INSERT_LABEL, values).scalar_one()
+
+
+def insert_assignment(db: Session, *, project_id: int, item_id: int, user_id: int,
+                      now: datetime, until: datetime) -> Assignment:
+    """A live lease of the item to the labeler, until ``until``."""
+    values = {"project_id": project_id, "item_id": item_id, "user_id": user_id,
+              "status": AssignmentStatus.ACTIVE, "leased_at": now, "expires_at": until}
+    assignment_id = db.execute(_INSERT_ASSIGNMENT, values).scalar_one()
+    # What the page shows of it; not in the session (nothing of it is changed later in
+    # this request, and a query for it loads the row).
+    return Assignment(id=assignment_id, finished_at=None, **values)
+
+
+def end_assignment(db: Session, *, assignment: Assignment, status: str, now: datetime) -> None:
+    """The lease ends: submitted, skipped or expired."""
+    db.execute(_END_ASSIGNMENT, {"assignment_id": assignment.id, "status": status, "now": now})
+    db.expire(assignment, ["status", "finished_at"])
+
+
 def expire_active_leases(db: Session, *, user_id: int, now: datetime) -> int:
     """End the user's live leases in every project now; returns how many there were.
 
@@ -241,3 +273,4 @@ def labels_per_labeler(db: Session, *, project_id: int) -> list[tuple[User, int,
         .order_by(func.count(HumanLabel.id).desc())
     )
     return [(u, n, float(ms or 0) / 1000) for u, n, ms in rows]
+
