@@ -62,3 +62,33 @@ def test_a_database_behind_the_code_is_not_ready(app_env, tmp_path: Path,  # noq
     database = response.json()["checks"]["database"]
     assert database["ok"] is False and "tandem migrate" in database["error"]
     assert database["schema"] == {"database": [previous], "code": [head]}
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_pooled_connection_the_server_ended_is_replaced_before_use(app_env) -> None:  # noqa: ANN001
+    """A backend ended under an idle pooled connection (a restart, an operator's
+    pg_terminate_backend, an idle timeout) is noticed at checkout, without a query to the
+    server, and the request gets a new connection instead of an error."""
+    from sqlalchemy import create_engine, text
+
+    from app.core.db import make_engine
+    from tests.conftest import PG_ADMIN_URL
+
+    engine = make_engine(app_env.database_url)
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            first = conn.scalar(text("SELECT pg_backend_pid()"))
+        with admin.connect() as conn:  # the pooled connection's backend goes away
+            assert conn.scalar(text("SELECT pg_terminate_backend(:p)"), {"p": first})
+        import time
+
+        time.sleep(0.2)
+        with engine.connect() as conn:  # no error: the pool saw it and connected again
+            second = conn.scalar(text("SELECT pg_backend_pid()"))
+        assert second != first
+        with engine.connect() as conn:  # a live one is kept
+            assert conn.scalar(text("SELECT pg_backend_pid()")) == second
+    finally:
+        engine.dispose()
+        admin.dispose()
