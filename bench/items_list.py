@@ -5,9 +5,11 @@
 
 Per backend and size: a fresh database, one k=2 pairwise project seeded with set-based SQL
 (40% done with two labels, 10% with one, 50% untouched, 1% of the done ones in conflict, 0.1%
-gold, the last 10% in round 2, a rare tag on 0.1%, 20 live leases, ~0.9 labels per item from
-20 labelers), then the real server, logged in as the admin, and ``--calls`` sequential GETs
-of each page: p50/p99 per page. Writes bench/results/items-list-<timestamp>.json.
+gold, the last 10% in round 2, a rare tag on 0.1% and a common one on the rest, 20 live
+leases, ~0.9 labels per item from 20 labelers), then the real server, logged in as the admin,
+and ``--calls`` sequential GETs of each page (each filter alone, a tag with each of the
+others, deep and previous pages): p50/p99 per page. Writes
+bench/results/items-list-<timestamp>.json.
 """
 
 from __future__ import annotations
@@ -57,6 +59,18 @@ SELECT :pid, 'item-' || printf('%07d', g), json_quote('Question number ' || g ||
        0, 1, 0, g % 1000 = 7, CASE WHEN g > :n * 9 / 10 THEN 2 ELSE 1 END
 FROM ({series}) AS s""",
 }
+# The tag index, from the metadata just written (a list of strings, so no comma or `tag` key
+# to read: app.items.tags decides those for the app's own writes).
+TAGS_SQL = {
+    "postgresql": """
+INSERT INTO item_tags (project_id, tag, item_id)
+SELECT project_id, jsonb_array_elements_text(metadata -> 'tags'), id
+FROM items WHERE project_id = :pid""",
+    "sqlite": """
+INSERT INTO item_tags (project_id, tag, item_id)
+SELECT i.project_id, t.value, i.id FROM items i, json_each(i.metadata, '$.tags') t
+WHERE i.project_id = :pid""",
+}
 # Labels: two on each done item, one on each in-progress one, by 20 labelers in turn.
 LABELS_SQL = """
 INSERT INTO human_labels (project_id, item_id, user_id, idempotency_key, task_type, choice,
@@ -103,6 +117,7 @@ def seed(kind: str, n: int) -> dict:
     t0 = time.perf_counter()
     with get_engine().begin() as conn:
         conn.execute(text(ITEMS_SQL[kind].format(series=SERIES[kind])), params)
+        conn.execute(text(TAGS_SQL[kind]), params)
         conn.execute(text(LABELS_SQL.format(users=users)), params)
         conn.execute(text(CONSENSUS_SQL), params)
         conn.execute(text(LEASES_SQL.format(users=users)), params)
@@ -138,10 +153,24 @@ def pages(seeded: dict) -> dict[str, str]:
         "list: status=gold": f"{base}?status=gold",
         "list: prefix=item-00012": f"{base}?prefix=item-00012",
         "list: round=2": f"{base}?round=2",
-        "list: tag=rare (scan-bounded)": f"{base}?tag=rare",
+        "list: tag=rare (0.1%)": f"{base}?tag=rare",
+        "list: tag=common (99.9%)": f"{base}?tag=common",
+        "list: tag=rare, deep": f"{base}?tag=rare&cursor={deep}",
+        "list: tag=rare, previous page (deep)": f"{base}?tag=rare&cursor={back}",
+        "list: tag=common, deep": f"{base}?tag=common&cursor={deep}",
+        "list: tag=common, previous page (deep)": f"{base}?tag=common&cursor={back}",
+        "list: tag=rare, status=done": f"{base}?tag=rare&status=done",
+        "list: tag=rare, status=in_progress": f"{base}?tag=rare&status=in_progress",
+        "list: tag=common, status=conflict": f"{base}?tag=common&status=conflict",
+        "list: tag=rare, prefix=item-00012": f"{base}?tag=rare&prefix=item-00012",
+        "list: tag=rare, round=2": f"{base}?tag=rare&round=2",
+        "list: tag=rare, source=gold (none)": f"{base}?tag=rare&source=gold",
+        "list: tag=common, source=gold": f"{base}?tag=common&source=gold",
         "list: source=gold": f"{base}?source=gold",
         "api: first page": f"/api/v1/projects/{pid}/items",
         "api: deep page, limit 200": f"/api/v1/projects/{pid}/items?cursor={deep}&limit=200",
+        "api: tag=common, deep, limit 200":
+            f"/api/v1/projects/{pid}/items?tag=common&cursor={deep}&limit=200",
         "count: all items": f"/projects/{pid}/items-count",
         "dashboard: overview page": f"/projects/{pid}",
         "dashboard: progress partial": f"/projects/{pid}/progress",

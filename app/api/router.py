@@ -80,8 +80,8 @@ def api_list_items(project_id: int, status: str = "", prefix: str = "", round: s
     """The project's items in id order, ``limit`` (default 50, at most 200) at a time; pass
     ``next_cursor`` back as ``cursor`` for the next page. Filters: ``status`` (todo,
     in_progress, done, conflict, gold), ``prefix`` (of the external id), ``round``, ``tag``,
-    ``source`` (of the consensus). A tag page may hold fewer items than ``limit`` (tags are
-    not indexed; each page searches a stretch of the project): go on while there is a cursor."""
+    ``source`` (of the consensus), in any combination. A page holds fewer than ``limit``
+    items only at an end of the list."""
     p.check(project_id=project_id, scope="read")
     access = authorize(db, user=p.user, project_id=project_id, action=Action.SEE_PROGRESS)
     page = listing.list_items(db, project=access.project, query=parse_query(

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     lease_minutes: float = 30.0
     # Imports above this many items run as a Celery job with a progress bar.
     import_sync_limit: int = 2000
+    # Dashboards of projects above this many items serve a recount up to this old
+    # (app.labeling.progress_cache) instead of counting on every view.
+    progress_recount_above_items: int = 20_000
+    progress_recount_every_s: float = 10.0
     # Request bodies: imports may be this large, the training worker's reports this large,
     # everything else this large; app.core.limits refuses more before reading it whole.
     max_upload_bytes: int = 200 * 1024 * 1024

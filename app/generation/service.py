@@ -20,6 +20,7 @@ from app.core.jobs import enqueue_after_commit
 from app.generation.generators import build_generator
 from app.generation.schemas import GenerationIn
 from app.items.chat import prompt_messages
+from app.items.tags import write_item_tags
 from app.models import (
     ExportSnapshot,
     GenerationRun,
@@ -149,6 +150,7 @@ def _write_item(db: Session, run: GenerationRun, external_id: str, prompt,  # no
                       "generation_run": run.id}, consensus_stale=True)
     db.add(item)
     db.flush()
+    write_item_tags(db, project_id=item.project_id, items=[(item.id, item.meta)])
     for position, text in enumerate(texts):
         db.add(Response(item_id=item.id, position=position, text=text,
                         model_name=model_name[:200], source=ResponseSource.GENERATED,

@@ -5,6 +5,8 @@ labels or more) runs one small query per branch, each an index range read in id 
 cut at the page size, and the branches are merged here. One query with an OR would make the
 database walk the whole project in id order and test each item, which at 1M items is the
 slow path we are avoiding. No OFFSET anywhere: a deep page costs what the first one does.
+A tag is a range of item_tags (project, tag, item_id), joined to each branch: one of the two
+ranges is walked and the other looked up per item (see _Tagged).
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, func, select, text
 from sqlalchemy.orm import Session
 
-from app.models import Assignment, HumanLabel, Item, ItemConsensus, User
+from app.models import Assignment, HumanLabel, Item, ItemConsensus, ItemTag, User
 from app.models.labels import AssignmentStatus
 
 # Above this many distinct label counts at or over k, "done" is one range (then sorted).
@@ -47,37 +49,50 @@ class Branch:
 
 
 def page_of_items(db: Session, *, project_id: int, branches: Sequence[Branch],
-                  on_consensus: bool, after: int | None, before: int | None,
-                  limit: int, ids_and_meta: bool = False) -> list:
-    """Up to ``limit`` items matching any branch (each a list of conditions), in id order,
-    after ``after`` or (going back) the last ``limit`` before ``before``. With
-    ``ids_and_meta``, rows of (id, meta) only: what a tag search reads."""
-    key = ItemConsensus.item_id if on_consensus else Item.id
-    columns = (Item.id, Item.meta) if ids_and_meta else (Item,)
-    results: list[list] = []
+                  on_consensus: bool, tag: str | None, after: int | None,
+                  before: int | None, limit: int) -> list[Item]:
+    """Up to ``limit`` items matching any branch (each a list of conditions) and having
+    ``tag``, in id order, after ``after`` or (going back) the last ``limit`` before
+    ``before``."""
+    results: list[list[Item]] = []
+    tagged = None if tag is None else _Tagged(db, project_id, tag)
     for branch in branches:
-        query = select(*columns).where(Item.project_id == project_id, Item.ready,
-                                       *branch.conditions)
+        query = select(Item).where(Item.project_id == project_id, Item.ready,
+                                   *branch.conditions)
+        keys: list[ColumnElement] = [Item.id]
         if on_consensus:
             # Driven by the consensus index (project, status|source, item_id); the item's
             # project is checked on the consensus row too, so the index range is the project's.
             query = query.join(ItemConsensus, ItemConsensus.item_id == Item.id).where(
                 ItemConsensus.project_id == project_id)
+            keys.insert(0, ItemConsensus.item_id)
+        key = keys[0]
+        low, high = after or 0, before
         if branch.ids is not None:
             # The cursor is applied to the ids here: a key range in SQL would tempt the
             # planner to walk the range and test each item against the list.
-            ids = [i for i in branch.ids
-                   if (i < before if before is not None else i > (after or 0))]
+            ids = [i for i in branch.ids if (i < high if high is not None else i > low)]
             if not ids:
                 continue
             query = query.where(Item.id.in_(ids))
-        elif before is not None:
-            query = query.where(key < before)
-        else:
-            query = query.where(key > (after or 0))
+            key, keys = Item.id, []
+        elif tagged is not None and (on_consensus or branch.conditions):
+            walk = tagged.walk(query.with_only_columns(key), keys, low=low, high=high)
+            if walk is None:
+                continue  # no item past the cursor has both
+            walk_tag, low, high = walk
+            key = ItemTag.item_id if walk_tag else key
+        elif tagged is not None:
+            key = ItemTag.item_id
+        if tagged is not None:
+            query = query.join(ItemTag, ItemTag.item_id == Item.id).where(*tagged.where)
+            keys += [ItemTag.item_id] if keys else []
+        # The cursor bounds every joined copy of the id: PostgreSQL does not carry a range
+        # across a join, and a merge join read the unbounded side from its start (170 ms
+        # to a deep page of a common tag).
+        query = query.where(*(k < high if high is not None else k > low for k in keys))
         query = query.order_by(key.desc() if before is not None else key)
-        found = db.execute(query.limit(limit))
-        results.append(list(found if ids_and_meta else found.scalars()))
+        results.append(list(db.scalars(query.limit(limit))))
     if len(results) <= 1:
         rows = results[0] if results else []
     elif before is not None:
@@ -87,10 +102,60 @@ def page_of_items(db: Session, *, project_id: int, branches: Sequence[Branch],
     return rows if before is None else rows[::-1]
 
 
-def items_by_id(db: Session, *, item_ids: Sequence[int]) -> list[Item]:
-    if not item_ids:
-        return []
-    return list(db.scalars(select(Item).where(Item.id.in_(item_ids)).order_by(Item.id)))
+class _Tagged:
+    """The tag's items (an index range of item_tags) as one side of an intersection with
+    another filter's range: where the walk starts, and which of the two it walks."""
+
+    # A range with fewer items than this past the start is walked, and each of its items
+    # looked up in the other: a walk of at most this many. Past it, on both sides, the walk
+    # is about limit * items / (the other side's items): the fewer, the longer.
+    SMALL = 5000
+
+    def __init__(self, db: Session, project_id: int, tag: str) -> None:
+        self.db = db
+        self.where = (ItemTag.project_id == project_id, ItemTag.tag == tag)
+        self.postgresql = db.get_bind().dialect.name == "postgresql"
+        if self.postgresql:
+            # The tag's size decides the plan, and a prepared statement's generic plan
+            # (psycopg prepares after five runs) knows no tag: one walked round 2 for a rare
+            # tag (120 ms). Custom plans, for this transaction (a page read) only.
+            db.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+    def walk(self, other: Select, keys: list[ColumnElement], *, low: int,
+             high: int | None) -> tuple[bool, int, int | None] | None:
+        """Whether to walk the tag's range (else the other's), and the bounds to walk: from
+        the later of the two ranges' first items past the cursor, since an item in both is
+        in each (a round or a tag of a later import skips the earlier imports' ids); None if
+        either range has nothing past the cursor."""
+        mine = select(ItemTag.item_id).where(*self.where)
+        edges = [self._edge(q, k, low, high) for q, k in ((mine, [ItemTag.item_id]),
+                                                          (other, keys))]
+        if None in edges:
+            return None
+        if high is None:
+            low = max(edges) - 1
+        else:
+            high = min(edges) + 1
+        if self.postgresql:
+            return True, low, high  # the planner chooses by the tag's statistics
+        # SQLite has no statistics per tag, and walks the range of the ORDER BY's index.
+        return (self._fewer(mine, [ItemTag.item_id], low, high)
+                or not self._fewer(other, keys, low, high)), low, high
+
+    def _edge(self, query: Select, keys: list[ColumnElement], low: int,
+              high: int | None) -> int | None:
+        """The first key past the cursor (the last before it, going back)."""
+        query = query.where(*(k < high if high is not None else k > low for k in keys))
+        key = keys[0]
+        return self.db.scalar(query.order_by(key.desc() if high is not None else key).limit(1))
+
+    def _fewer(self, query: Select, keys: list[ColumnElement], low: int,
+               high: int | None) -> bool:
+        """Whether fewer than SMALL rows lie past the cursor: an index range read so far."""
+        query = query.where(*(k < high if high is not None else k > low for k in keys))
+        query = query.limit(self.SMALL)
+        return (self.db.scalar(select(func.count()).select_from(query.subquery()))
+                or 0) < self.SMALL
 
 
 def consensus_of(db: Session, *, item_ids: Sequence[int]) -> dict[int, ItemConsensus]:

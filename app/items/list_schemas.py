@@ -9,6 +9,7 @@ from enum import StrEnum
 from urllib.parse import urlencode
 
 from app.core.errors import BadRequest
+from app.items.tags import MAX_TAG_CHARS
 from app.models.consensus import ConsensusSource
 
 PAGE_SIZE, MAX_PAGE_SIZE = 50, 200
@@ -100,7 +101,7 @@ def parse_query(*, status: str | None = None, prefix: str | None = None,
         return int(value)
 
     prefix, tag = (prefix or "").strip(), (tag or "").strip()
-    if len(prefix) > 200 or len(tag) > 100:
+    if len(prefix) > 200 or len(tag) > MAX_TAG_CHARS:
         raise BadRequest("The id prefix or the tag is too long.")
     if "\x00" in prefix + tag:
         raise BadRequest("The id prefix or the tag holds a NUL character.")

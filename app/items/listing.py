@@ -20,10 +20,6 @@ from app.models.consensus import ConsensusStatus
 from app.models.types import utcnow
 
 PREVIEW_CHARS = 160
-# A tag lives in free-form metadata, which no index covers: its pages scan at most this many
-# items each and may come back short, with a cursor to go on scanning from.
-TAG_SCAN_BUDGET = 2000
-TAG_BATCH = 500
 CONFLICTS = (ConsensusStatus.CONFLICT, ConsensusStatus.INTRANSITIVE)
 
 
@@ -52,7 +48,6 @@ class ItemPage:
     rows: list[ItemRow]
     next_cursor: Cursor | None
     prev_cursor: Cursor | None
-    scanned_short: bool = False  # a tag page that stopped at its scan budget
 
 
 def list_items(db: Session, *, project: Project, query: ItemQuery) -> ItemPage:
@@ -63,60 +58,23 @@ def list_items(db: Session, *, project: Project, query: ItemQuery) -> ItemPage:
     cursor = query.cursor
     before = cursor.item_id if cursor is not None and cursor.before else None
     after = cursor.item_id if cursor is not None and not cursor.before else None
-    fetch = dict(project_id=project.id, branches=branches, on_consensus=on_consensus)
-    short = False
-    if query.tag is None:
-        items = repo.page_of_items(db, **fetch, after=after, before=before,
-                                   limit=query.limit + 1)
-        more = len(items) > query.limit
-        items = (items[1:] if before is not None else items[:-1]) if more else items
-        edge = None
-    else:
-        items, more, edge = _scan_for_tag(db, fetch, query, after=after, before=before)
-        short = edge is not None
+    items = repo.page_of_items(db, project_id=project.id, branches=branches,
+                               on_consensus=on_consensus, tag=query.tag, after=after,
+                               before=before, limit=query.limit + 1)
+    more = len(items) > query.limit
+    items = (items[1:] if before is not None else items[:-1]) if more else items
     next_cursor = prev_cursor = None
     if before is None:
-        if more or edge is not None:
-            next_cursor = Cursor(edge if edge is not None else items[-1].id)
+        if more:
+            next_cursor = Cursor(items[-1].id)
         if after:
             prev_cursor = Cursor(items[0].id if items else after + 1, before=True)
     else:
-        if more or edge is not None:
-            prev_cursor = Cursor(edge if edge is not None else items[0].id, before=True)
+        if more:
+            prev_cursor = Cursor(items[0].id, before=True)
         next_cursor = Cursor(items[-1].id if items else max(before - 1, 0))
     return ItemPage(rows=_rows(db, project, items, leased, now), next_cursor=next_cursor,
-                    prev_cursor=prev_cursor, scanned_short=short)
-
-
-def _scan_for_tag(db: Session, fetch: dict[str, Any], query: ItemQuery, *, after: int | None,
-                  before: int | None) -> tuple[list[Item], bool, int | None]:
-    """Items with the tag, read (ids and metadata only) in batches until a page is full or
-    the budget is spent. Returns the page, whether more matches are known, and the id the
-    scan stopped at when it ran out of budget (the next page goes on from there)."""
-    found: list[int] = []
-    scanned = 0
-    more, edge = False, None
-    while True:
-        batch = repo.page_of_items(db, **fetch, after=after, before=before, limit=TAG_BATCH,
-                                   ids_and_meta=True)
-        for item_id, meta in (batch if before is None else batch[::-1]):
-            scanned += 1
-            if query.tag in item_tags(meta):
-                found.append(item_id)
-                if len(found) > query.limit:
-                    found.pop()
-                    more = True
-                    break
-            if scanned >= TAG_SCAN_BUDGET:
-                edge = item_id
-                break
-        if more or edge is not None or len(batch) < TAG_BATCH:
-            break
-        if before is None:
-            after = batch[-1].id
-        else:
-            before = batch[0].id
-    return repo.items_by_id(db, item_ids=found), more, edge
+                    prev_cursor=prev_cursor)
 
 
 def _branches(db: Session, *, project: Project, query: ItemQuery,

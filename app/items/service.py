@@ -18,7 +18,7 @@ from app.core.config import get_settings
 from app.core.db import session_scope
 from app.core.errors import Conflict, Unprocessable
 from app.core.jobs import enqueue_after_commit
-from app.items import history, repository
+from app.items import history, repository, tags
 from app.items.parsing import (
     Limits,
     LineError,
@@ -216,8 +216,8 @@ def task_type(db: Session, project_id: int) -> str:
 
 def _write_items(db: Session, *, project_id: int, items: list[ParsedItem],
                  job_id: int | None) -> None:
-    """Insert items and their responses. Items written for a background job stay invisible
-    (``ready`` false) until the job publishes them all at once.
+    """Insert items, their responses and their tags. Items written for a background job
+    stay invisible (``ready`` false) until the job publishes them all at once.
 
     The item ids are drawn first, so items and responses each go in as one bulk insert
     (binary COPY on PostgreSQL) with no id to read back per row.
@@ -240,6 +240,8 @@ def _write_items(db: Session, *, project_id: int, items: list[ParsedItem],
                   for item_id, parsed in zip(ids, items, strict=True)
                   for pos, r in enumerate(parsed.responses)],
             same={"created_at": now})
+        tags.write_item_tags(db, project_id=project_id, items=(
+            (item_id, i.metadata) for item_id, i in zip(ids, items, strict=True)))
     except IntegrityError as exc:
         raise Conflict("Another import added some of these items at the same moment; "
                        "run this import again (it will skip what is there).") from exc

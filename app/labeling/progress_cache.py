@@ -1,93 +1,111 @@
-"""Progress of a big project, recounted from rows at most every few seconds per process.
+"""Progress of a big project, recounted from rows at most every few seconds, for every web
+process at once.
 
 Counting a project's items by status reads every item's entry in an index, and labels per
 labeler every label: 1M items cost a few hundred ms, too much for each view of a dashboard
-that polls itself. So, above ``CACHE_ABOVE_ITEMS`` items, a view gets the last recount if it
-is younger than ``FRESH_S``; an older one is still served (up to ``MAX_STALE_S``) while one
-background thread recounts, and the page says when the numbers are from. The numbers are
-always a full recount from the rows, never a counter kept up to date, so they cannot drift;
-smaller projects are recounted on every view, exactly as before.
+that polls itself. So, above ``progress_recount_above_items`` items (a setting, 20k by
+default), a view gets the last recount if it is younger than ``progress_recount_every_s``
+(10 s); an older one is still served (up to ``MAX_STALE_S``) while one background recount
+runs, and the page says when the numbers are from. The numbers are always a full recount
+from the rows, never a counter kept up to date, so they cannot drift; smaller projects are
+recounted on every view, exactly as before.
+
+The last recount is a row of ``progress_counts``, not process memory: every web process
+serves the same numbers, and one recount at a time runs for all of them (a process claims
+it on the row; a claim older than ``CLAIM_TIMEOUT_S`` is taken over). Rows are written on a
+background thread in a session of its own, after the view's own transaction: a view that
+holds SQLite's write lock never waits for itself.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
 
+from sqlalchemy.orm import Session
+
+from app.core.config import get_settings
+from app.labeling import repository
 from app.models.types import utcnow
 
-CACHE_ABOVE_ITEMS = 20_000
-FRESH_S = 10.0
+log = logging.getLogger("tandem.progress")
+
 MAX_STALE_S = 120.0
+CLAIM_TIMEOUT_S = 120.0
 
+# A recount returns what the page shows (plain JSON values) and the project's item count.
+Count = Callable[[], tuple[dict, int]]
 
-@dataclass(frozen=True)
-class _Entry:
-    value: Any
-    total: int
-    at: float  # time.monotonic() of the recount
-    as_of: datetime
-
-
-_entries: dict[tuple[str, int], _Entry] = {}
-_refreshing: set[tuple[str, int]] = set()
+_busy: set[int] = set()  # projects this process is writing or recounting on a thread
 _lock = threading.Lock()
 
 
-def cached(key: tuple[str, int], compute: Callable[[], tuple[Any, int]],
-           refresh: Callable[[], tuple[Any, int]]) -> tuple[Any, datetime | None]:
-    """The value for ``key`` (database, project) and when it was counted (None: just now).
+def cached(db: Session, project_id: int, compute: Count,
+           refresh: Count) -> tuple[dict, datetime | None]:
+    """The project's progress and when it was counted (None: just now).
 
     ``compute`` counts in the caller's session; ``refresh`` in a session of its own (it runs
-    on a background thread). Both return (value, number of items)."""
-    entry = _entries.get(key)
-    age = time.monotonic() - entry.at if entry is not None else None
-    if entry is None or entry.total <= CACHE_ABOVE_ITEMS or age > MAX_STALE_S:
+    on a background thread)."""
+    settings = get_settings()
+    above = settings.progress_recount_above_items
+    row = repository.progress_count(db, project_id=project_id)
+    now = utcnow()
+    age = (now - row.counted_at).total_seconds() if row is not None else None
+    if row is None or row.items <= above or age > MAX_STALE_S:
         value, total = compute()
-        _store(key, value, total)
+        if total > above or row is not None:
+            _in_background(project_id, lambda: _store(project_id, value, total, now))
         return value, None
-    if age > FRESH_S:
-        _refresh_in_background(key, refresh)
-    return entry.value, entry.as_of
+    if age > settings.progress_recount_every_s:
+        _in_background(project_id, lambda: _recount(project_id, refresh))
+    return row.counts, row.counted_at
 
 
-def _store(key: tuple[str, int], value: Any, total: int) -> None:  # noqa: ANN401
-    with _lock:
-        if total > CACHE_ABOVE_ITEMS:
-            _entries[key] = _Entry(value=value, total=total, at=time.monotonic(),
-                                   as_of=utcnow())
+def _store(project_id: int, value: dict, total: int, counted_at: datetime) -> None:
+    from app.core.db import session_scope
+
+    with session_scope(write=True) as db:
+        if total > get_settings().progress_recount_above_items:
+            repository.store_progress_count(db, project_id=project_id, counted_at=counted_at,
+                                            items=total, counts=value)
         else:
-            _entries.pop(key, None)  # small: counted on every view, nothing to keep
+            repository.drop_progress_count(db, project_id=project_id)  # small again
 
 
-def _refresh_in_background(key: tuple[str, int], refresh: Callable[[], tuple[Any, int]]) -> None:
+def _recount(project_id: int, refresh: Count) -> None:
+    from app.core.db import session_scope
+
+    now = utcnow()
+    with session_scope(write=True) as db:
+        claimed = repository.claim_progress_refresh(
+            db, project_id=project_id, now=now,
+            taken_over_before=now - timedelta(seconds=CLAIM_TIMEOUT_S))
+    if claimed:  # else another process is recounting: its row serves everyone
+        value, total = refresh()
+        _store(project_id, value, total, now)
+
+
+def _in_background(project_id: int, work: Callable[[], None]) -> None:
     with _lock:
-        if key in _refreshing:
+        if project_id in _busy:
             return
-        _refreshing.add(key)
+        _busy.add(project_id)
 
     def run() -> None:
         try:
-            value, total = refresh()
-            _store(key, value, total)
+            work()
+        except Exception:  # a lost recount: the next view tries again
+            log.exception("progress recount of project %s failed", project_id)
         finally:
             with _lock:
-                _refreshing.discard(key)
+                _busy.discard(project_id)
 
-    threading.Thread(target=run, name=f"progress-{key[1]}", daemon=True).start()
+    threading.Thread(target=run, name=f"progress-{project_id}", daemon=True).start()
 
 
 def refreshing() -> bool:
-    """Whether a background recount is running (tests wait for it to end)."""
+    """Whether a background write or recount is running (tests wait for it to end)."""
     with _lock:
-        return bool(_refreshing)
-
-
-def forget() -> None:
-    """Drop every cached count (tests, and a process that switches databases)."""
-    with _lock:
-        _entries.clear()
+        return bool(_busy)

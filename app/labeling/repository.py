@@ -8,6 +8,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    delete,
     exists,
     func,
     insert,
@@ -19,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from app.items.repository import in_queue_when
-from app.models import Assignment, HumanLabel, Item, Project, User
+from app.models import Assignment, HumanLabel, Item, ProgressCount, Project, User
 from app.models.labels import AssignmentStatus
 from app.models.types import UTCDateTime
 
@@ -274,3 +275,37 @@ def labels_per_labeler(db: Session, *, project_id: int) -> list[tuple[User, int,
     )
     return [(u, n, float(ms or 0) / 1000) for u, n, ms in rows]
 
+
+# --------------------------------------------------------------------------- progress cache
+
+def progress_count(db: Session, *, project_id: int) -> ProgressCount | None:
+    """The project's last stored progress recount (big projects only)."""
+    return db.get(ProgressCount, project_id)
+
+
+def store_progress_count(db: Session, *, project_id: int, counted_at: datetime, items: int,
+                         counts: dict) -> None:
+    """Replace the project's stored recount; a recount claim on it ends."""
+    from app.core.db import upsert
+
+    upsert(db, ProgressCount, {"project_id": project_id, "counted_at": counted_at,
+                               "items": items, "counts": counts,
+                               "refresh_started_at": None}, keys=["project_id"])
+
+
+def drop_progress_count(db: Session, *, project_id: int) -> None:
+    db.execute(delete(ProgressCount).where(ProgressCount.project_id == project_id))
+
+
+def claim_progress_refresh(db: Session, *, project_id: int, now: datetime,
+                           taken_over_before: datetime) -> bool:
+    """Whether this caller is the one to recount now: nobody else is, or whoever claimed it
+    before ``taken_over_before`` is taken to have died."""
+    return db.execute(
+        update(ProgressCount)
+        .where(ProgressCount.project_id == project_id,
+               or_(ProgressCount.refresh_started_at.is_(None),
+                   ProgressCount.refresh_started_at < taken_over_before))
+        .values(refresh_started_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1

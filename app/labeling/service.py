@@ -8,7 +8,7 @@ item gets more than k labels and no labeler gets an item twice.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -272,25 +272,27 @@ def status_counts(db: Session, *, project: Project) -> dict[str, int]:
 
 def project_progress(db: Session, *, project: Project) -> Progress:
     """The project's progress, recounted from rows: on every view for a project of up to
-    20k items, at most every 10 s per process above that (app.labeling.progress_cache)."""
+    20k items, at most every 10 s for all web processes above that
+    (app.labeling.progress_cache)."""
     from app.core.db import session_scope
     from app.labeling import progress_cache
 
     project_id, k = project.id, project.overlap_k
 
-    def count(session: Session) -> tuple[Progress, int]:
+    def count(session: Session) -> tuple[dict, int]:
         counts = repository.item_status_counts(session, project_id=project_id, k=k,
                                                now=utcnow())
-        labelers = [(LabelerStat(name=u.name, email=u.email), n, secs) for u, n, secs
+        labelers = [[u.name, u.email, n, secs] for u, n, secs
                     in repository.labels_per_labeler(session, project_id=project_id)]
-        total = sum(counts.values())
-        return Progress(total=total, done=counts["done"], in_progress=counts["in_progress"],
-                        todo=counts["todo"], labelers=labelers), total
+        return {**counts, "labelers": labelers}, sum(counts.values())
 
-    def in_own_session() -> tuple[Progress, int]:
+    def in_own_session() -> tuple[dict, int]:
         with session_scope() as session:
             return count(session)
 
-    key = (str(db.get_bind().url), project_id)
-    progress, as_of = progress_cache.cached(key, lambda: count(db), in_own_session)
-    return progress if as_of is None else replace(progress, as_of=as_of)
+    counts, as_of = progress_cache.cached(db, project_id, lambda: count(db), in_own_session)
+    return Progress(total=counts["done"] + counts["in_progress"] + counts["todo"],
+                    done=counts["done"], in_progress=counts["in_progress"],
+                    todo=counts["todo"], as_of=as_of,
+                    labelers=[(LabelerStat(name=name, email=email), n, secs)
+                              for name, email, n, secs in counts["labelers"]])

@@ -3,7 +3,7 @@
 from app.models.consensus import Adjudication, ItemConsensus, LabelerReliability
 from app.models.exports import ExportSnapshot
 from app.models.generation import GenerationRun
-from app.models.items import ImportJob, Item, Response
+from app.models.items import ImportJob, Item, ItemTag, Response
 from app.models.judging import (
     AiLabel,
     JudgeCacheEntry,
@@ -13,7 +13,7 @@ from app.models.judging import (
     JudgeRunItem,
     Review,
 )
-from app.models.labels import Assignment, HumanLabel
+from app.models.labels import Assignment, HumanLabel, ProgressCount
 from app.models.projects import Project, ProjectMember, Rule, RuleSet
 from app.models.training import ModelCheckpoint, TrainingMetric, TrainingRun
 from app.models.users import ApiToken, LoginFailure, User, UserSession
@@ -37,7 +37,9 @@ __all__ = [
     "ApiToken",
     "Assignment",
     "HumanLabel",
+    "ProgressCount",
     "ImportJob",
+    "ItemTag",
     "Item",
     "Project",
     "ProjectMember",

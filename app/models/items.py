@@ -95,6 +95,25 @@ class Item(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ItemTag(Base):
+    """One tag of an item (app.items.tags decides which), written with the item: the item
+    list's tag filter reads the primary key as an index range of the project's items with
+    that tag, in id order. An item's metadata never changes after it is written, so
+    neither do these rows."""
+
+    __tablename__ = "item_tags"
+    __table_args__ = (
+        # For the foreign key: deleting items (a failed import, a whole project) finds their
+        # tags by this instead of reading the table once per item.
+        Index("ix_item_tags_item_id", "item_id"),
+    )
+
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"),
+                                         primary_key=True)
+
+
 class Response(Base):
     __tablename__ = "responses"
     __table_args__ = (Index("ix_responses_item_id_position", "item_id", "position"),)

@@ -85,3 +85,18 @@ class HumanLabel(Base):
     rationale: Mapped[str] = mapped_column(Text, default="")
     time_spent_ms: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProgressCount(Base):
+    """A big project's last full recount of its progress, shared by every web process
+    (app.labeling.progress_cache): one row per project, replaced by each recount."""
+
+    __tablename__ = "progress_counts"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    counted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    items: Mapped[int] = mapped_column(Integer)  # the project's items at that recount
+    counts: Mapped[dict] = mapped_column(JSONType)  # what the progress page shows
+    # A process recounting in the background since then (None: nobody); the others wait.
+    refresh_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

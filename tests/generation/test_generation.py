@@ -155,3 +155,29 @@ def test_a_redelivered_generation_leaves_a_live_run_alone(client, db) -> None:
     assert got["status"] == "succeeded"
     db.rollback()
     assert db.query(Item).filter_by(project_id=project.id, round=2, ready=True).count() == 4
+
+
+def test_generated_items_are_found_by_their_sources_tags(client, db) -> None:
+    admin = make_user("admin@example.org", admin=True)
+    items = sample_items(4)
+    for i, item in enumerate(items):
+        item["metadata"] = {"tags": "math, easy"} if i % 2 else {"tags": ["code"], "tag": "x"}
+    project = make_project(admin, items=items)
+    token = write(create_api_token, user=admin, project_id=project.id, name="ml",
+                  scopes=["train", "read"]).secret
+    headers = {"Authorization": f"Bearer {token}"}
+    with FakeOpenAI() as fake:
+        fake.default = ("json", completion("A generated answer."))
+        made = client.post(f"/api/v1/projects/{project.id}/generation-runs", headers=headers,
+                           json={"k": 2, "provider": "openai", "model": "gen-1",
+                                 "base_url": fake.base_url}).json()
+        run_generation(run_id=made["id"])
+
+    def listed(**params: str) -> list[str]:
+        r = client.get(f"/api/v1/projects/{project.id}/items", headers=headers, params=params)
+        assert r.status_code == 200, r.text
+        return [i["external_id"] for i in r.json()["items"]]
+
+    assert listed(tag="math") == ["item-1", "item-3", "item-1~r2", "item-3~r2"]
+    assert listed(tag="x", round="2") == ["item-0~r2", "item-2~r2"]
+    assert listed(tag="easy", limit="1") == ["item-1"]

@@ -178,16 +178,116 @@ def test_each_filter_returns_exactly_the_matching_items(client, world) -> None:
     assert [i["id"] for i in both] == sorted(t["todo"] & t["even"])
 
 
-def test_a_tag_page_scans_a_bounded_stretch_and_continues(client, world, monkeypatch) -> None:
-    from app.items import listing
+def _tagged(i: int) -> dict:
+    """Item i's metadata: "blue" from a list, a comma string or the ``tag`` key in turn, and
+    look-alikes that are not the tag "blue" (a list keeps its strings as they are)."""
+    return [{"tags": ["blue", "x"]}, {"tags": "red, blue"}, {"tag": "blue"},
+            {"tags": ["blue ", "Blue"]}, {"tags": "bluebird", "tag": ["blue"]},
+            {"tags": [7, "red"]}][i % 6]
 
-    project, _, headers = world
-    monkeypatch.setattr(listing, "TAG_SCAN_BUDGET", 4)
-    monkeypatch.setattr(listing, "TAG_BATCH", 3)
-    got = _walk(client, project.id, headers, tag="fives", limit="50")
-    expected = write(lambda db: sorted(i.id for i in db.scalars(
-        select(Item).where(Item.project_id == project.id)) if "fives" in item_tags(i.meta)))
-    assert [i["id"] for i in got] == expected
+
+def _walk_back(client, project_id: int, headers: dict, cursor: str, **params) -> list[list]:  # noqa: ANN001
+    """The pages before ``cursor``, following prev_cursor to the first; each page's ids."""
+    pages = []
+    while cursor:
+        r = client.get(f"/api/v1/projects/{project_id}/items",
+                       params=dict(params, cursor=cursor), headers=headers)
+        assert r.status_code == 200, r.text
+        pages.insert(0, [i["id"] for i in r.json()["items"]])
+        cursor = r.json()["prev_cursor"]
+    return pages
+
+
+def _after(item_id: int, *, before: bool = False) -> str:
+    from app.items.list_schemas import Cursor
+
+    return Cursor(item_id, before=before).encode()
+
+
+def test_tag_pages_are_full_and_in_id_order_forward_and_back(client, world, monkeypatch) -> None:
+    project, n, headers = world
+    admin = write(project_admin)
+    items = sample_items(40, start=200)
+    for i, item in enumerate(items):
+        item["metadata"] = _tagged(i)
+        if i % 4 == 0:
+            item["external_id"] = f"pre-{i}"
+    # Half as one synchronous import, half through an import job (the Celery task's body).
+    write(lambda db: import_file(db, project=project, user=admin, filename="a.jsonl",
+                                 file_format="jsonl", data="\n".join(
+                                     json.dumps(i) for i in items[:20]).encode()))
+    with monkeypatch.context() as m:
+        from tests.support import reset_caches
+
+        m.setenv("TANDEM_IMPORT_SYNC_LIMIT", "2")
+        reset_caches()
+        job = write(lambda db: import_file(db, project=project, user=admin, filename="b.jsonl",
+                                           file_format="jsonl", data="\n".join(
+                                               json.dumps(i) for i in items[20:]).encode()))
+    reset_caches()
+    assert job.job_id is not None
+    from app.items.service import run_import_job
+
+    run_import_job(job_id=job.job_id)
+
+    def truth(tag: str) -> list[int]:
+        return write(lambda db: sorted(i.id for i in db.scalars(select(Item).where(
+            Item.project_id == project.id)) if tag in item_tags(i.meta)))
+
+    blue = truth("blue")
+    assert len(blue) == 7 + 7 + 7 + 6  # of 40 items: i % 6 in (0, 1, 2, 4)
+    for tag in ("blue", "red", "7", "even", "Blue", "bluebird", "nothing"):
+        expected = truth(tag)
+        for limit in (1, 3, 50):
+            pages, cursor = [], None
+            while True:
+                r = client.get(f"/api/v1/projects/{project.id}/items", headers=headers,
+                               params={"tag": tag, "limit": limit,
+                                       **({"cursor": cursor} if cursor else {})}).json()
+                pages.append([i["id"] for i in r["items"]])
+                assert all(tag in i["tags"] for i in r["items"])
+                cursor = r["next_cursor"]
+                if cursor is None:
+                    break
+            assert [i for p in pages for i in p] == expected, (tag, limit)
+            # Every page is full but the last (no page stops short with a cursor to go on).
+            assert all(len(p) == limit for p in pages[:-1]) and len(pages[-1]) <= limit
+            # And back from the last page to the first: the same pages.
+            back = _walk_back(client, project.id, headers, r["prev_cursor"], tag=tag,
+                              limit=limit)
+            assert [*back, pages[-1]] == pages, (tag, limit)
+    # The tag with the other filters: an external-id prefix, a round, a status, a source;
+    # walking the tag's items or (SMALL = 1: every range counts as large) the filter's.
+    from app.items.list_repository import _Tagged
+
+    pre = [i for i in blue if write(lambda db, i=i: db.get(Item, i).external_id)
+           .startswith("pre-")]
+    assert pre
+    write(lambda db: db.execute(update(Item).where(Item.id.in_(blue[::2])).values(round=2)))
+    even = truth("even")
+    human = write(lambda db: set(db.scalars(select(ItemConsensus.item_id).where(
+        ItemConsensus.source == "human"))))
+    for small in (_Tagged.SMALL, 1):
+        monkeypatch.setattr(_Tagged, "SMALL", small)
+        for params, expected in (({"prefix": "pre-"}, pre), ({"round": "2"}, blue[::2]),
+                                 ({"status": "todo"}, blue),  # none labeled or held
+                                 ({"status": "done"}, []), ({"source": "gold"}, [])):
+            got = _walk(client, project.id, headers, tag="blue", limit="2", **params)
+            assert [i["id"] for i in got] == expected, (small, params)
+            if not expected:
+                continue
+            last = client.get(f"/api/v1/projects/{project.id}/items", headers=headers, params={
+                "tag": "blue", "limit": 2, "cursor": _after(expected[-1] + 1, before=True),
+                **params}).json()
+            back = _walk_back(client, project.id, headers, last["prev_cursor"], tag="blue",
+                              limit=2, **params)
+            assert [i for p in back for i in p] + [i["id"] for i in last["items"]] == expected
+        got = _walk(client, project.id, headers, tag="even", status="done", limit="2")
+        assert [i["id"] for i in got] == sorted(set(even) & {n[i] for i in range(8)})
+        got = _walk(client, project.id, headers, tag="even", source="human", limit="1")
+        assert [i["id"] for i in got] == sorted(set(even) & human) and human
+        got = _walk(client, project.id, headers, tag="even", status="in_progress")
+        assert [i["id"] for i in got] == [n[8], n[20]]  # one label; held by a labeler now
 
 
 @pytest.mark.parametrize("bad", ["garbage!", "YTo=", "Yzox", "eDo1", "YTotMQ",
@@ -291,24 +391,32 @@ def test_progress_counts_match_a_recount_from_labels_and_leases(client, world) -
 
 
 def test_a_big_projects_dashboard_serves_a_recent_recount(client, world, monkeypatch) -> None:
-    """Above the size limit the dashboard reads the last full recount (never a counter):
-    a label is not counted until the recount is FRESH_S old, then it is, in the background."""
+    """Above the size limit the dashboard reads the last full recount (never a counter),
+    kept in the database: a label is not counted until the recount is due, then it
+    is, in the background."""
+    import time
+
+    from app.core.config import get_settings
     from app.labeling import progress_cache
     from app.labeling.service import project_progress
+    from tests.support import wait_for
+
+    def settled() -> None:
+        wait_for(lambda: not progress_cache.refreshing(), timeout=10, what="the recount")
 
     project, n, _ = world
-    progress_cache.forget()
-    monkeypatch.setattr(progress_cache, "CACHE_ABOVE_ITEMS", 10)
-    monkeypatch.setattr(progress_cache, "FRESH_S", 0.5)
+    monkeypatch.setattr(get_settings(), "progress_recount_above_items", 10)
+    monkeypatch.setattr(get_settings(), "progress_recount_every_s", 0.5)
     first = write(lambda db: project_progress(db, project=project))
     assert first.as_of is None and first.done == 8
+    settled()
     label_all(project, make_user("dee@example.org"),
               lambda t: {"choice": "a", "strength": 1} if t.item.id == n[8] else None)
     cached = write(lambda db: project_progress(db, project=project))
-    assert cached.as_of is not None and cached.done == 8, "within FRESH_S: the last recount"
+    assert cached.as_of is not None and cached.done == 8, "not due yet: the last recount"
+    assert [s.email for s, _, _ in cached.labelers] == [s.email for s, _, _ in first.labelers]
     login(client, "admin@example.org")
     assert "progress-as-of" in client.get(f"/projects/{project.id}/progress").text
-    import time
 
     time.sleep(0.6)
     write(lambda db: project_progress(db, project=project))  # stale: recounts in background
@@ -316,9 +424,6 @@ def test_a_big_projects_dashboard_serves_a_recent_recount(client, world, monkeyp
     def recounted() -> bool:
         return write(lambda db: project_progress(db, project=project)).done == 9
 
-    from tests.support import wait_for
-
     wait_for(recounted, timeout=10, what="the background recount")
-    monkeypatch.setattr(progress_cache, "FRESH_S", 3600.0)
-    wait_for(lambda: not progress_cache.refreshing(), timeout=10, what="the recount to end")
-    progress_cache.forget()
+    monkeypatch.setattr(get_settings(), "progress_recount_every_s", 3600.0)
+    settled()

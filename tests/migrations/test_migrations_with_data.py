@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, column, create_engine, inspect, select, table, text
 
 from app.core.migrate import alembic_config, downgrade, upgrade
+from app.models.types import JSONType
 from tests.conftest import PG_ADMIN_URL, _pg_url
 from tests.ops.seed import seed_everything
 from tests.support import reset_caches
@@ -124,6 +125,16 @@ def test_every_migration_goes_down_and_up_with_data_and_keeps_the_first_tables_r
             "(SELECT count(*) FROM human_labels h WHERE h.item_id = i.id)")).all()
         labels = conn.scalar(text("SELECT count(*) FROM human_labels"))
     assert drift == [] and labels == 2 * 9
+    # And the tag index is rebuilt from the items' metadata (the generated ones included).
+    from app.items.tags import tag_rows
+
+    with engine.connect() as conn:
+        items = conn.execute(select(table("items", column("id"), column("project_id"),
+                                          column("metadata", JSONType)))).all()
+        tags = conn.execute(text("SELECT project_id, item_id, tag FROM item_tags")).all()
+    expected_tags = {(p, i, t) for i, p, meta in items for _, t in tag_rows([(i, meta)])}
+    assert set(map(tuple, tags)) == expected_tags and len(tags) == len(expected_tags)
+    assert {t for *_, t in expected_tags} >= {"seed", "odd", "x", "n0"}
     engine.dispose()
     from app.core.db import session_scope
     from app.labeling.service import project_progress

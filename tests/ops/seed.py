@@ -10,7 +10,15 @@ from sqlalchemy import select
 from app.core.db import session_scope
 from app.models import AiLabel, HumanLabel, Item, User
 from tests.judging.fake_openai import FakeOpenAI, completion
-from tests.support import label_all, make_project, make_user, reset_caches, sample_items, write
+from tests.support import (
+    label_all,
+    make_project,
+    make_user,
+    reset_caches,
+    sample_items,
+    wait_for,
+    write,
+)
 
 LABELERS = ("ann@example.org", "bob@example.org")
 
@@ -20,6 +28,14 @@ class Seeded:
     project_id: int
     admin_id: int
     snapshot_id: int
+
+
+def tagged(items: list[dict]) -> list[dict]:
+    """The items with tags in their metadata, as a list or a comma string in turn."""
+    for n, item in enumerate(items):
+        item["metadata"] = ({"tags": ["seed", f"n{n}"]} if n % 2 == 0
+                            else {"tags": "seed, odd", "tag": "x"})
+    return items
 
 
 def seed_everything(monkeypatch, *, items: int = 6, client=None) -> Seeded:  # noqa: ANN001
@@ -48,14 +64,14 @@ def seed_everything(monkeypatch, *, items: int = 6, client=None) -> Seeded:  # n
     for email in (*LABELERS, "rev@example.org"):
         make_user(email)
     project = make_project(
-        admin, k=2, items=sample_items(items), rules=[("honest", "Say only what is true.")],
+        admin, k=2, items=tagged(sample_items(items)), rules=[("honest", "Say only what is true.")],
         members={LABELERS[0]: "labeler", LABELERS[1]: "labeler", "rev@example.org": "reviewer"})
 
     def by_job(db):  # noqa: ANN001, ANN202
         # Three more items through an import job (a stored file), run here as a worker would.
         import json
 
-        data = "\n".join(json.dumps(i) for i in sample_items(3, start=items)).encode()
+        data = "\n".join(json.dumps(i) for i in tagged(sample_items(3, start=items))).encode()
         return import_file(db, project=db.get(Project, project.id), user=db.get(User, admin.id),
                            data=data, filename="more.jsonl", file_format="jsonl")
 
@@ -88,6 +104,14 @@ def seed_everything(monkeypatch, *, items: int = 6, client=None) -> Seeded:  # n
                                    ai_label_id=ai_label_id, action="approve",
                                    idempotency_key="review-0001"))
     consensus.refresh(project.id)
+    with monkeypatch.context() as m:  # counted as a big project: its recount is stored
+        from app.core.config import get_settings
+        from app.labeling import progress_cache
+        from app.labeling.service import project_progress
+
+        m.setattr(get_settings(), "progress_recount_above_items", 1)
+        write(lambda db: project_progress(db, project=db.get(Project, project.id)))
+        wait_for(lambda: not progress_cache.refreshing(), timeout=10, what="the recount")
 
     snapshot_id = write(lambda db: snapshots.create_snapshot(
         db, project=db.get(Project, project.id), user=db.get(User, admin.id),

@@ -124,3 +124,49 @@ def test_login_limits_and_logout_hold_across_web_processes(app_env, redis_broker
     finally:
         for server, _ in started:
             stop_process(server)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_big_projects_progress_recount_is_one_for_every_web_process(app_env, redis_broker,
+                                                                     tmp_path) -> None:
+    """Above the size limit a dashboard serves the last full recount; it lives in the
+    database, so both servers show the same numbers, counted at the same moment, and a
+    label made since shows on neither until the recount is due."""
+    import re
+
+    from app.models import Project
+    from tests.support import label_all, make_project, sample_items, wait_for
+
+    env = redis_broker(TANDEM_PROGRESS_RECOUNT_ABOVE_ITEMS="5",
+                       TANDEM_PROGRESS_RECOUNT_EVERY_S="3600")
+    admin = make_user("admin@example.org", admin=True)
+    labeler = make_user("lab@example.org")
+    project = make_project(admin, k=1, items=sample_items(12),
+                           members={"lab@example.org": "labeler"})
+    label_all(project, labeler, lambda t: {"choice": "a", "strength": 1}
+              if t.item.external_id in ("item-0", "item-1") else None)
+    started = [start_server(env, tmp_path / f"server{i}.log") for i in range(2)]
+    a, b = (url for _, url in started)
+
+    def view(client: httpx.Client, base: str) -> tuple[str | None, str]:
+        page = client.get(f"{base}/projects/{project.id}/progress")
+        assert page.status_code == 200, page.text
+        as_of = re.search(r"Counted at (\d\d:\d\d:\d\d)", page.text)
+        done = re.search(r"<dt>Done</dt><dd>(\d+)</dd>", page.text)
+        return (as_of.group(1) if as_of else None), done.group(1)
+
+    try:
+        with httpx.Client(timeout=30) as client:
+            assert _login_attempt(client, a, "admin@example.org", PASSWORD).status_code == 303
+            assert view(client, a) == (None, "2")  # the first view counts, and stores it
+            wait_for(lambda: view(client, b)[0] is not None, timeout=10,
+                     what="the recount stored by server A, served by server B")
+            first = view(client, b)
+            label_all(write(lambda db: db.get(Project, project.id)), labeler,
+                      lambda t: {"choice": "b", "strength": 2}
+                      if t.item.external_id == "item-2" else None)
+            assert view(client, a) == first == view(client, b), "one recount for both"
+            assert first[1] == "2", "the label made since waits for the next recount"
+    finally:
+        for server, _ in started:
+            stop_process(server)
