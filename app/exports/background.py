@@ -1,19 +1,23 @@
-"""Two small thread helpers that let an export use both the database and a second core.
+"""Small thread helpers that let an export use both the database and a second core.
 
-``read_ahead`` runs a batch reader one step ahead of its consumer, so the database makes
-the next batch while this one is written; ``Worker`` takes hashing, compression and file
-writes (which release the GIL) off the thread that makes the rows. Both keep memory bounded
-(a queue of a few items) and hand an error in the thread back to the caller.
+``read_ahead`` runs a generator a few steps ahead of its consumer; ``ordered_map`` reads
+several batches at once and hands them over in order, so the database makes the next
+batches while this one is written; ``Worker`` takes hashing, compression and file writes
+(which release the GIL) off the thread that makes the rows. All keep memory bounded (a few
+items at a time) and hand an error in a thread back to the caller.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 _DONE = object()
 _POLL_S = 0.1
 
@@ -59,6 +63,29 @@ def read_ahead(source: Iterable[T], *, depth: int = 1, name: str = "read-ahead")
     finally:
         stop.set()
         thread.join()
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int = 2,
+                name: str = "ordered-map") -> Iterator[R]:
+    """``fn`` of each item, in the items' order, worked out by ``workers`` threads at once:
+    while the caller has one result, at most ``workers`` more are made (or wait, made)."""
+    pending: deque[Future] = deque()
+    it = iter(items)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+    try:
+        for item in it:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)  # those already running finish (their sessions close)
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
 
 
 class Worker:

@@ -1,10 +1,10 @@
-"""Read decided items, with their responses, in keyset batches: memory stays flat however
+"""Read decided items, with their responses, in batches of id ranges: memory stays flat however
 large the project, and each batch is its own short transaction.
 
-A thread reads one batch ahead of the caller, so the database makes the next batch while
-this one is written. Rows are read as the driver's plain tuples (no ORM objects, no
-SQLAlchemy rows) and JSON columns as text parsed by orjson, which made reading several times
-cheaper than ORM rows and the driver's ``json.loads``.
+Threads read the next batches while the caller works on this one (``_fetch``), so the
+database makes them while this one is written. Rows are read as the driver's plain tuples
+(no ORM objects, no SQLAlchemy rows) and JSON columns as text parsed by orjson, which made
+reading several times cheaper than ORM rows and the driver's ``json.loads``.
 """
 
 from __future__ import annotations
@@ -19,13 +19,17 @@ import orjson
 from sqlalchemy import CursorResult, Text, cast, func, null, or_, select
 from sqlalchemy.orm import Session
 
-from app.core.db import session_scope
-from app.exports.background import read_ahead
+from app.core.db import get_engine, session_scope
+from app.exports.background import ordered_map, read_ahead
 from app.exports.filters import ExportFilters, LabelSource, item_tags
 from app.models import Item, ItemConsensus, Response, RuleSet
 from app.models.consensus import ConsensusStatus
 
 BATCH = 2500
+# Batches read at once: PostgreSQL works on one in its own process while the other is parsed.
+# SQLite works in this process, and two connections took twice the CPU per row of one.
+READERS = {"postgresql": 2, "sqlite": 1}
+RANGES_PER_QUERY = 8
 FIRST_BATCH = 250  # a small first batch: the first rows go out sooner
 
 
@@ -136,8 +140,7 @@ def iter_records(*, project_id: int, filters: ExportFilters, tally: Tally | None
     with_meta = filters.tag is not None
     # Only the database work is in the thread: turning rows into records there too would
     # make the two threads take turns at the GIL, which costs more than it saves.
-    for items, responses in read_ahead(_fetch(project_id, cond, batch, with_meta=with_meta),
-                                       name=f"export-read-{project_id}"):
+    for items, responses in _fetch(project_id, cond, batch, with_meta=with_meta):
         records = [Record(item_id=r[0], source=r[1], agreement=r[2], confidence=r[3],
                           pairs=_json(r[4]), external_id=r[5], prompt=_json(r[6]),
                           meta=_json(r[7]) or {})
@@ -165,6 +168,12 @@ def _fetch(project_id: int, cond: list, batch: int, *, with_meta: bool,
     as text; metadata only ``with_meta``); responses: id, item_id, text, model_name, source,
     parent_response_id. ``lean`` reads only what the pair formats use: items' item_id,
     source, pairs, prompt, metadata and responses' id, item_id, text.
+
+    A thread finds the batches' id ranges ahead of time (``_ranges``), and ``READERS``
+    threads read that many batches at once, each in its own transaction: the database works
+    on the next batch while this one is parsed and made into rows. Read one at a time from
+    PostgreSQL, the reader of a 1M-pair snapshot waited on the server for half of its time,
+    and the thread that makes the rows waited on the reader for 40% of its.
     """
     c = ItemConsensus
     if lean:
@@ -176,8 +185,10 @@ def _fetch(project_id: int, cond: list, batch: int, *, with_meta: bool,
         response_columns = [Response.id, Response.item_id, Response.text, Response.model_name,
                             Response.source, Response.parent_response_id]
     item_columns.append(cast(Item.meta, Text) if with_meta else null())
-    after, limit = 0, min(batch, FIRST_BATCH)
-    while True:
+
+    def read(bounds: tuple[int, int | None]) -> tuple[list[tuple], list[tuple]]:
+        after, last = bounds
+        upto = [] if last is None else [c.item_id <= last, Item.id <= last]
         with session_scope() as db:
             conn = db.connection()
             # The bound on items.id as well as item_consensus.item_id: PostgreSQL does not
@@ -187,12 +198,12 @@ def _fetch(project_id: int, cond: list, batch: int, *, with_meta: bool,
                 select(*item_columns)
                 .join(Item, Item.id == c.item_id)
                 .where(*cond, c.status == ConsensusStatus.DECIDED, c.item_id > after,
-                       Item.id > after, Item.ready)
-                .order_by(c.item_id).limit(limit)
+                       Item.id > after, *upto, Item.ready)
+                .order_by(c.item_id)
             ))
             if not items:
-                return
-            lo, after = items[0][0], items[-1][0]
+                return items, []
+            lo, hi = items[0][0], items[-1][0]
             # Ranges on both ids keep this an index range scan; an IN over the batch's items
             # let PostgreSQL choose to read every response of every project, each batch.
             # ``ready`` lets SQLite range over its (project_id, ready, id) index: without it
@@ -201,10 +212,42 @@ def _fetch(project_id: int, cond: list, batch: int, *, with_meta: bool,
                 select(*response_columns)
                 .join(Item, Item.id == Response.item_id)
                 .where(Item.project_id == project_id, Item.ready, Item.id >= lo,
-                       Item.id <= after, Response.item_id >= lo, Response.item_id <= after)
+                       Item.id <= hi, Response.item_id >= lo, Response.item_id <= hi)
             ))
-        yield items, responses
-        limit = batch
+        return items, responses
+
+    name = f"export-read-{project_id}"
+    readers = READERS.get(get_engine().dialect.name, 1)
+    ranges = read_ahead(_ranges(project_id, batch), depth=readers, name=f"{name}-ranges")
+    for items, responses in ordered_map(read, ranges, workers=readers, name=name):
+        if items:
+            yield items, responses
+
+
+def _ranges(project_id: int, batch: int) -> Iterator[tuple[int, int | None]]:
+    """Id ranges ``(after, last]`` of ``batch`` decided items (the first few of ``FIRST_BATCH``:
+    the first rows go out sooner), then ``(after, None)``: the rest. Counted over all the
+    project's decided items (an index-only scan), so a range holds at most ``batch`` of the
+    items the filters let through, and may hold none. ``RANGES_PER_QUERY`` at a time: a
+    query per range cost about 0.5 us of CPU per row of a 1M-pair export."""
+    c = ItemConsensus
+    after, size = 0, min(batch, FIRST_BATCH)
+    while True:
+        n = func.row_number().over(order_by=c.item_id).label("n")
+        window = (select(c.item_id, n)
+                  .where(c.project_id == project_id, c.status == ConsensusStatus.DECIDED,
+                         c.item_id > after)
+                  .order_by(c.item_id).limit(size * RANGES_PER_QUERY).subquery())
+        with session_scope() as db:
+            ends = list(db.scalars(select(window.c.item_id)
+                                   .where(window.c.n % size == 0).order_by(window.c.item_id)))
+        for last in ends:
+            yield after, last
+            after = last
+        if len(ends) < RANGES_PER_QUERY:
+            yield after, None
+            return
+        size = batch
 
 
 def _tuples(result: CursorResult) -> list[tuple]:

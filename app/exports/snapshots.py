@@ -329,6 +329,7 @@ def _manifest(job: _Build, tally: Tally, files: list[dict]) -> dict[str, Any]:
             "rows_per_split": {f["name"].split(".")[0]: f["rows"] for f in files},
         },
         "files": files,
+        "fingerprint": writers.FINGERPRINT,
         "created_at": utcnow().isoformat(),
         "code_version": code_version(),
     }
@@ -363,7 +364,15 @@ def compare(db: Session, *, project_id: int, older_id: int, newer_id: int,
 
 
 def _fingerprints(snapshot: ExportSnapshot) -> np.ndarray:
-    return np.fromfile(snapshots_root() / snapshot.path / FINGERPRINTS, dtype=np.uint64)
+    folder = snapshots_root() / snapshot.path
+    if snapshot.manifest.get("fingerprint") == writers.FINGERPRINT:
+        return np.fromfile(folder / FINGERPRINTS, dtype=np.uint64)
+    # Made before the fingerprint changed: this snapshot's are made again from its rows (a
+    # few seconds per million rows), so that old and new versions still compare.
+    paths = [folder / f["name"] for f in snapshot.manifest["files"]]
+    made = writers.fingerprints_of(paths, Container(snapshot.container),
+                                   ExportFormat(snapshot.format))
+    return np.frombuffer(made, dtype=np.uint64)
 
 
 def _rows_at(snapshot: ExportSnapshot, positions: np.ndarray) -> list[dict]:
