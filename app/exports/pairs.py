@@ -19,9 +19,17 @@ from typing import Any
 import orjson
 
 from app.core.db import session_scope
-from app.exports.filters import ExportFilters, item_tags
+from app.exports.filters import ExportFilters
 from app.exports.formats import ExportFormat
-from app.exports.records import BATCH, Tally, _conditions, _fetch, _json, rule_set_id_of
+from app.exports.records import (
+    BATCH,
+    Tally,
+    _conditions,
+    _fetch,
+    _json,
+    left_out_by_tag,
+    rule_set_id_of,
+)
 from app.items.chat import prompt_messages, prompt_text
 
 # A field of a row: its value (for Parquet), its JSON, and its JSON with sorted keys (for
@@ -121,14 +129,10 @@ def iter_pair_rows(*, project_id: int, filters: ExportFilters, rows: PairRows,
     with session_scope() as db:
         rule_set_id = rule_set_id_of(db, project_id=project_id,
                                      version=filters.rule_set_version)
-    cond = _conditions(project_id, filters, rule_set_id)
-    tag = filters.tag
-    for items, responses in _fetch(project_id, cond, batch, with_meta=tag is not None,
-                                   lean=True):
-        if tag is not None:
-            kept = [r for r in items if tag in item_tags(_json(r[4]))]
-            tally.filtered_out += len(items) - len(kept)
-            items = kept
+        tally.filtered_out += left_out_by_tag(db, project_id=project_id, filters=filters,
+                                              rule_set_id=rule_set_id)
+    cond = _conditions(project_id, filters, rule_set_id)  # the tag filter too, in SQL
+    for items, responses in _fetch(project_id, cond, batch, with_meta=False, lean=True):
         yield _rows_of(items, responses, rows, tally)
 
 

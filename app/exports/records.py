@@ -16,13 +16,13 @@ from datetime import UTC
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import CursorResult, Text, cast, func, null, or_, select
+from sqlalchemy import CursorResult, Select, Text, cast, func, null, or_, select
 from sqlalchemy.orm import Session
 
 from app.core.db import get_engine, session_scope
 from app.exports.background import ordered_map, read_ahead
-from app.exports.filters import ExportFilters, LabelSource, item_tags
-from app.models import Item, ItemConsensus, Response, RuleSet
+from app.exports.filters import ExportFilters, LabelSource
+from app.models import Item, ItemConsensus, ItemTag, Response, RuleSet
 from app.models.consensus import ConsensusStatus
 
 BATCH = 2500
@@ -48,7 +48,7 @@ class Record:
     item_id: int
     external_id: str
     prompt: Any
-    meta: dict[str, Any]  # read only when a tag filter needs it, else empty
+    meta: dict[str, Any]  # not read: the tag filter is in SQL (kept for the record's shape)
     source: str
     agreement: float | None
     confidence: float | None
@@ -68,7 +68,8 @@ class Tally:
     by_source: dict[str, int] = field(default_factory=dict)
 
 
-def _conditions(project_id: int, filters: ExportFilters, rule_set_id: int | None) -> list:
+def _conditions(project_id: int, filters: ExportFilters, rule_set_id: int | None, *,
+                tag: bool = True) -> list:
     c = ItemConsensus
     cond = [c.project_id == project_id, c.source.in_([s.value for s in filters.sources])]
     if filters.min_agreement is not None:
@@ -86,7 +87,15 @@ def _conditions(project_id: int, filters: ExportFilters, rule_set_id: int | None
     if filters.round is not None:
         cond.append(c.item_id.in_(select(Item.id).where(Item.project_id == project_id,
                                                         Item.round == filters.round)))
+    if filters.tag is not None and tag:
+        cond.append(c.item_id.in_(tagged(project_id, filters.tag)))
     return cond
+
+
+def tagged(project_id: int, tag: str) -> Select:
+    """The ids of the project's items with the tag: a range of the item_tags index, not a
+    read of every item's metadata (``app.items.tags`` writes it with the items)."""
+    return select(ItemTag.item_id).where(ItemTag.project_id == project_id, ItemTag.tag == tag)
 
 
 def _utc(value):  # noqa: ANN001, ANN202
@@ -101,10 +110,22 @@ def rule_set_id_of(db: Session, *, project_id: int, version: int | None) -> int 
 
 
 def count_candidates(db: Session, *, project_id: int, filters: ExportFilters) -> int:
-    """Items the filters let through (before the tag filter), for a progress bar."""
+    """Items the filters let through, for a progress bar."""
     rule_set_id = rule_set_id_of(db, project_id=project_id, version=filters.rule_set_version)
     return db.scalar(select(func.count()).select_from(ItemConsensus).where(
         *_conditions(project_id, filters, rule_set_id))) or 0
+
+
+def left_out_by_tag(db: Session, *, project_id: int, filters: ExportFilters,
+                    rule_set_id: int | None) -> int:
+    """Decided items the other filters let through that lack the tag (0 without a tag)."""
+    if filters.tag is None:
+        return 0
+    decided = select(func.count()).select_from(ItemConsensus).where(
+        ItemConsensus.status == ConsensusStatus.DECIDED)
+    every = db.scalar(decided.where(*_conditions(project_id, filters, rule_set_id, tag=False)))
+    kept = db.scalar(decided.where(*_conditions(project_id, filters, rule_set_id)))
+    return (every or 0) - (kept or 0)
 
 
 def tally_statuses(db: Session, *, project_id: int, filters: ExportFilters, tally: Tally) -> None:
@@ -136,19 +157,15 @@ def iter_records(*, project_id: int, filters: ExportFilters, tally: Tally | None
     with session_scope() as db:
         rule_set_id = rule_set_id_of(db, project_id=project_id,
                                      version=filters.rule_set_version)
-    cond = _conditions(project_id, filters, rule_set_id)
-    with_meta = filters.tag is not None
+        tally.filtered_out += left_out_by_tag(db, project_id=project_id, filters=filters,
+                                              rule_set_id=rule_set_id)
+    cond = _conditions(project_id, filters, rule_set_id)  # the tag filter too, in SQL
     # Only the database work is in the thread: turning rows into records there too would
     # make the two threads take turns at the GIL, which costs more than it saves.
-    for items, responses in _fetch(project_id, cond, batch, with_meta=with_meta):
+    for items, responses in _fetch(project_id, cond, batch, with_meta=False):
         records = [Record(item_id=r[0], source=r[1], agreement=r[2], confidence=r[3],
-                          pairs=_json(r[4]), external_id=r[5], prompt=_json(r[6]),
-                          meta=_json(r[7]) or {})
+                          pairs=_json(r[4]), external_id=r[5], prompt=_json(r[6]), meta={})
                    for r in items]
-        if filters.tag is not None:
-            kept = [r for r in records if filters.tag in item_tags(r.meta)]
-            tally.filtered_out += len(records) - len(kept)
-            records = kept
         by_id = {r.item_id: r for r in records}
         for rid, item_id, text, model, source, parent in responses:
             if (rec := by_id.get(item_id)) is not None:

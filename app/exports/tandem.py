@@ -9,12 +9,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.db import session_scope
-from app.exports.filters import ExportFilters, item_tags
-from app.exports.records import Tally
+from app.exports.filters import ExportFilters
+from app.exports.records import Tally, tagged
 from app.models import (
     Adjudication,
     AiLabel,
@@ -163,6 +163,13 @@ def iter_batches(*, project_id: int, filters: ExportFilters, tally: Tally | None
     """Every item of the project (only the tag and round filters apply: this is the whole
     record), in id order, a batch per transaction."""
     tally = tally if tally is not None else Tally()
+    if filters.tag is not None:
+        with session_scope() as db:
+            every = select(func.count()).select_from(Item).where(
+                Item.project_id == project_id, Item.ready,
+                *([Item.round == filters.round] if filters.round is not None else []))
+            tally.filtered_out += ((db.scalar(every) or 0) - (db.scalar(every.where(
+                Item.id.in_(tagged(project_id, filters.tag)))) or 0))
     after = 0
     while True:
         with session_scope() as db:
@@ -170,14 +177,12 @@ def iter_batches(*, project_id: int, filters: ExportFilters, tally: Tally | None
                                        Item.id > after)
             if filters.round is not None:
                 query = query.where(Item.round == filters.round)
+            if filters.tag is not None:  # a range of the item_tags index
+                query = query.where(Item.id.in_(tagged(project_id, filters.tag)))
             items = list(db.scalars(query.order_by(Item.id).limit(BATCH)))
             if not items:
                 return
             after = items[-1].id
-            if filters.tag is not None:
-                kept = [i for i in items if filters.tag in item_tags(i.meta)]
-                tally.filtered_out += len(items) - len(kept)
-                items = kept
             rows = _load(db, project_id, items) if items else []
         tally.items += len(items)
         yield list(zip(items, rows, strict=True))

@@ -337,3 +337,26 @@ def test_a_redelivered_build_leaves_a_live_one_alone_and_takes_over_a_silent_one
     assert again["sha256"] == done["sha256"] and again["status"] == "succeeded"
     folder = app_env.data_dir / "exports" / f"project-{project.id}"
     assert sorted(p.name for p in folder.iterdir()) == [f"snapshot-{made['id']}"]
+
+
+@pytest.mark.parametrize("fmt", ["standard", "openai", "tandem"])
+def test_a_tag_filter_keeps_the_tagged_items_and_counts_the_rest(client, tmp_path,
+                                                                 fmt: str) -> None:
+    """The tag is read from the item_tags index, in every kind of export (pair rows, records,
+    the full-fidelity format): only tagged items' rows, and the others counted as left out."""
+    _, project, headers = setup_project()
+    snap = snapshot(client, headers, project.id, format=fmt, filters={"tag": "odd"})
+    counts = snap["manifest"]["counts"]
+    rows = load(fetch(client, headers, snap, "train.jsonl", tmp_path))
+    assert rows
+    if fmt == "tandem":  # every item: q1, q3, q5 kept of six
+        assert sorted(r["external_id"] for r in rows) == ["q1", "q3", "q5"]
+        assert counts["items"] == 3 and counts["left_out_by_tag"] == 3
+    else:  # q1, q3 (a chat prompt, as q0 is) and q5; never q2 or q4
+        prompts = {json.dumps(r["prompt"] if fmt == "standard" else r["input"]) for r in rows}
+        assert any("Question 5" in p for p in prompts)
+        assert not any(f"Question {i}:" in p for p in prompts for i in (2, 4))
+        assert counts["left_out_by_tag"] == counts["items"] == 3
+    none = snapshot(client, headers, project.id, format=fmt, filters={"tag": "no-such-tag"})
+    assert none["manifest"]["counts"]["items"] == 0
+    assert none["manifest"]["counts"]["left_out_by_tag"] == 6
