@@ -130,7 +130,9 @@ def seed(kind: str, n: int) -> dict:
                            {"pid": project.id}).one()
     return {"project_id": project.id, "items": n, "seed_seconds": seconds,
             "vacuum_seconds": time.perf_counter() - t0 - seconds,
-            "min_id": ids[0], "max_id": ids[1]}
+            "min_id": ids[0], "max_id": ids[1],
+            # the last 100 items' external ids (the seed names them item-0000001 up)
+            "late_prefix": f"item-{(n - 1) // 100:05d}"}
 
 
 def pages(seeded: dict) -> dict[str, str]:
@@ -152,6 +154,7 @@ def pages(seeded: dict) -> dict[str, str]:
         "list: status=conflict": f"{base}?status=conflict",
         "list: status=gold": f"{base}?status=gold",
         "list: prefix=item-00012": f"{base}?prefix=item-00012",
+        "list: prefix late in id order": f"{base}?prefix={seeded['late_prefix']}",
         "list: round=2": f"{base}?round=2",
         "list: tag=rare (0.1%)": f"{base}?tag=rare",
         "list: tag=common (99.9%)": f"{base}?tag=common",

@@ -58,9 +58,12 @@ def list_items(db: Session, *, project: Project, query: ItemQuery) -> ItemPage:
     cursor = query.cursor
     before = cursor.item_id if cursor is not None and cursor.before else None
     after = cursor.item_id if cursor is not None and not cursor.before else None
+    by_external_id = (query.prefix is not None and db.get_bind().dialect.name == "sqlite"
+                      and repo.small_prefix(db, project_id=project.id, prefix=query.prefix))
     items = repo.page_of_items(db, project_id=project.id, branches=branches,
                                on_consensus=on_consensus, tag=query.tag, after=after,
-                               before=before, limit=query.limit + 1)
+                               before=before, limit=query.limit + 1,
+                               by_external_id=by_external_id)
     more = len(items) > query.limit
     items = (items[1:] if before is not None else items[:-1]) if more else items
     next_cursor = prev_cursor = None
