@@ -132,7 +132,7 @@ def iter_pair_rows(*, project_id: int, filters: ExportFilters, rows: PairRows,
         tally.filtered_out += left_out_by_tag(db, project_id=project_id, filters=filters,
                                               rule_set_id=rule_set_id)
     cond = _conditions(project_id, filters, rule_set_id)  # the tag filter too, in SQL
-    for items, responses in _fetch(project_id, cond, batch, with_meta=False, lean=True):
+    for items, responses in _fetch(project_id, cond, batch, lean=True):
         yield _rows_of(items, responses, rows, tally)
 
 
@@ -147,7 +147,7 @@ def _rows_of(items: list[tuple], responses: list[tuple], rows: PairRows,
     by_id = {r[0]: r for r in responses}  # response id -> (id, item_id, text) as read
     by_source = tally.by_source
     pairs_seen = 0
-    for item_id, source, pairs_json, prompt_json, _ in items:
+    for item_id, source, pairs_json, prompt_json in items:
         try:
             pairs, prompt = loads(pairs_json), loads(prompt_json)
         except decode_error:  # what only Python's json reads (NaN, huge integers)

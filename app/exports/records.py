@@ -16,7 +16,7 @@ from datetime import UTC
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import CursorResult, Select, Text, cast, func, null, or_, select
+from sqlalchemy import CursorResult, Select, Text, cast, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.core.db import get_engine, session_scope
@@ -48,7 +48,6 @@ class Record:
     item_id: int
     external_id: str
     prompt: Any
-    meta: dict[str, Any]  # not read: the tag filter is in SQL (kept for the record's shape)
     source: str
     agreement: float | None
     confidence: float | None
@@ -162,9 +161,9 @@ def iter_records(*, project_id: int, filters: ExportFilters, tally: Tally | None
     cond = _conditions(project_id, filters, rule_set_id)  # the tag filter too, in SQL
     # Only the database work is in the thread: turning rows into records there too would
     # make the two threads take turns at the GIL, which costs more than it saves.
-    for items, responses in _fetch(project_id, cond, batch, with_meta=False):
+    for items, responses in _fetch(project_id, cond, batch):
         records = [Record(item_id=r[0], source=r[1], agreement=r[2], confidence=r[3],
-                          pairs=_json(r[4]), external_id=r[5], prompt=_json(r[6]), meta={})
+                          pairs=_json(r[4]), external_id=r[5], prompt=_json(r[6]))
                    for r in items]
         by_id = {r.item_id: r for r in records}
         for rid, item_id, text, model, source, parent in responses:
@@ -177,14 +176,14 @@ def iter_records(*, project_id: int, filters: ExportFilters, tally: Tally | None
         yield records
 
 
-def _fetch(project_id: int, cond: list, batch: int, *, with_meta: bool,
+def _fetch(project_id: int, cond: list, batch: int, *,
            lean: bool = False) -> Iterator[tuple[list[tuple], list[tuple]]]:
     """Each batch's rows: decided items, then the responses of the items in its id range.
 
-    Items: item_id, source, agreement, confidence, pairs, external_id, prompt, metadata (JSON
-    as text; metadata only ``with_meta``); responses: id, item_id, text, model_name, source,
-    parent_response_id. ``lean`` reads only what the pair formats use: items' item_id,
-    source, pairs, prompt, metadata and responses' id, item_id, text.
+    Items: item_id, source, agreement, confidence, pairs, external_id, prompt (JSON as
+    text); responses: id, item_id, text, model_name, source, parent_response_id. ``lean``
+    reads only what the pair formats use: items' item_id, source, pairs, prompt and
+    responses' id, item_id, text.
 
     A thread finds the batches' id ranges ahead of time (``_ranges``), and ``READERS``
     threads read that many batches at once, each in its own transaction: the database works
@@ -201,7 +200,6 @@ def _fetch(project_id: int, cond: list, batch: int, *, with_meta: bool,
                         Item.external_id, cast(Item.prompt, Text)]
         response_columns = [Response.id, Response.item_id, Response.text, Response.model_name,
                             Response.source, Response.parent_response_id]
-    item_columns.append(cast(Item.meta, Text) if with_meta else null())
 
     def read(bounds: tuple[int, int | None]) -> tuple[list[tuple], list[tuple]]:
         after, last = bounds

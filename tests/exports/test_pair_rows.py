@@ -47,7 +47,7 @@ def raw_batch(rng: random.Random, n: int) -> tuple[list[tuple], list[tuple]]:
             pairs.append([ids[0], 99_999, 1.0, 2.0])  # a response that is not there
         prompt = CHAT if item_id % 3 == 0 else f"Q{item_id}: {rng.choice(AWKWARD)}?"
         items.append((item_id, rng.choice(["human", "gold", "ai_accepted"]),
-                       orjson.dumps(pairs).decode(), orjson.dumps(prompt).decode(), None))
+                       orjson.dumps(pairs).decode(), orjson.dumps(prompt).decode()))
     rng.shuffle(responses)  # the read gives them in no particular order
     return items, responses
 
@@ -55,9 +55,8 @@ def raw_batch(rng: random.Random, n: int) -> tuple[list[tuple], list[tuple]]:
 def records_of(items: list[tuple], responses: list[tuple]) -> list[Record]:
     """The same rows as the Record path reads them (what app.exports.formats takes)."""
     records = {i: Record(item_id=i, source=s, agreement=None, confidence=None,
-                         pairs=orjson.loads(p), external_id=str(i), prompt=orjson.loads(q),
-                         meta={})
-               for i, s, p, q, _ in items}
+                         pairs=orjson.loads(p), external_id=str(i), prompt=orjson.loads(q))
+               for i, s, p, q in items}
     for rid, item_id, text in responses:
         records[item_id].responses[rid] = ExportResponse(rid, text, None, "imported", None)
     return list(records.values())
@@ -80,13 +79,13 @@ def test_pair_rows_are_byte_for_byte_the_rows_of_the_format(fmt: ExportFormat,
         assert rows.sorted_json(parts) == orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
         assert [p[0] for p in parts] == list(row.values())  # what a Parquet row holds
         assert rows.keys == list(row)
-    pairs = sum(len(orjson.loads(p)) for _, _, p, _, _ in items)
+    pairs = sum(len(orjson.loads(p)) for _, _, p, _ in items)
     assert (tally.items, tally.pairs, sum(tally.by_source.values())) == (60, pairs, pairs)
 
 
 def test_zero_margins_keep_their_sign() -> None:
     rows = PairRows(ExportFormat.STANDARD, True, fingerprints=True)
-    items = [(1, "human", "[[1, 2, 1.0, 0.0], [1, 2, 1.0, -0.0], [1, 2, 1.0, 0.0]]", '"p"', None)]
+    items = [(1, "human", "[[1, 2, 1.0, 0.0], [1, 2, 1.0, -0.0], [1, 2, 1.0, 0.0]]", '"p"')]
     lines = [rows.line(r) for _, rs in _rows_of(items, [(1, 1, "a"), (2, 1, "b")], rows,
                                                  Tally()) for r in rs]
     assert lines == [b'{"prompt":"p","chosen":"a","rejected":"b","margin":0.0}\n',
