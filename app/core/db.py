@@ -222,25 +222,26 @@ def session_scope(*, write: bool = False) -> Iterator[Session]:
         session.close()
 
 
-def insert_ignore(session: Session, model: type, rows: list[dict], *, keys: list[str]) -> None:
-    """INSERT ... ON CONFLICT (keys) DO NOTHING, on SQLite and PostgreSQL alike."""
-    if not rows:
-        return
+def _insert(session: Session):  # noqa: ANN202  (the dialect's insert construct)
+    """The dialect's INSERT, which has ON CONFLICT (SQLite and PostgreSQL alike)."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    session.execute(insert(model).on_conflict_do_nothing(index_elements=keys), rows)
+    return insert
+
+
+def insert_ignore(session: Session, model: type, rows: list[dict], *, keys: list[str]) -> None:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING, on SQLite and PostgreSQL alike."""
+    if not rows:
+        return
+    session.execute(_insert(session)(model).on_conflict_do_nothing(index_elements=keys), rows)
 
 
 def upsert(session: Session, model: type, row: dict, *, keys: list[str]) -> None:
     """INSERT ... ON CONFLICT (keys) DO UPDATE with the row's other values, on SQLite and
     PostgreSQL alike."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(model).values(**row)
+    statement = _insert(session)(model).values(**row)
     session.execute(statement.on_conflict_do_update(
         index_elements=keys,
         set_={k: statement.excluded[k] for k in row if k not in keys}))
