@@ -39,6 +39,20 @@ def test_odds_come_from_top_logprobs_and_the_key_is_sent(fake) -> None:  # noqa:
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_choice_missing_from_the_top_logprobs_is_not_taken_as_impossible(fake) -> None:  # noqa: ANN001
+    # Only B is listed: A has at most the smallest listed probability (0.01) and at most what
+    # the list leaves over (0.02), so the judge is very sure, but never certain.
+    fake.script.append(("json", completion("B", logprobs={"B": 0.95, " the": 0.02,
+                                                          "C": 0.01})))
+    [answer] = provider(fake).answer([Q])
+    assert answer.p_first == pytest.approx(0.01 / 0.96)
+    # What the list leaves over bounds it when that is smaller than the last listed one.
+    fake.script.append(("json", completion("A", logprobs={"A": 0.995, "C": 0.004})))
+    [answer] = provider(fake).answer([Q])
+    assert answer.p_first == pytest.approx(0.995 / (0.995 + 0.001))
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_without_logprobs_it_asks_for_json_with_a_rationale(fake) -> None:  # noqa: ANN001
     fake.script.append(("json", completion("A")))  # no logprobs in the answer
     fake.script.append(("json", completion('{"answer": "B", "rationale": "B is kinder."}')))

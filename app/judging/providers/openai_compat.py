@@ -100,12 +100,21 @@ class OpenAICompatProvider:
         content = getattr(choice.logprobs, "content", None) if choice.logprobs else None
         if not content:
             raise _Unsupported  # this server gives no log-probabilities
+        listed = content[0].top_logprobs or []
         odds = {c: 0.0 for c in q.choices}
-        for alt in content[0].top_logprobs or []:
+        for alt in listed:
             token = alt.token.strip()
             for c in q.choices:
                 if token.lower() == c.lower():
                     odds[c] += math.exp(alt.logprob)
+        if any(odds.values()):
+            # A choice the server did not list has at most the smallest listed probability
+            # (and at most what the list leaves over): counting it as 0 would claim a
+            # certainty that a truncated list cannot show. A server whose kernels differ
+            # slightly drops the weaker choice just past the top k.
+            shown = [math.exp(alt.logprob) for alt in listed]
+            unlisted = min(min(shown), max(0.0, 1.0 - sum(shown)))
+            odds = {c: p or unlisted for c, p in odds.items()}
         total = sum(odds.values())
         first, _ = q.choices
         if total <= 0:
