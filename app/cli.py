@@ -93,13 +93,16 @@ def create_user_cmd(email: str, name: str, password: str) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1")
 @click.option("--port", default=8000, type=int)
-@click.option("--workers", default=1, type=int, help="uvicorn worker processes")
-def serve(host: str, port: int, workers: int) -> None:
+@click.option("--workers", default=None, type=click.IntRange(min=1),
+              help="web server processes (default: TANDEM_WEB_WORKERS, else 1); with "
+                   "PostgreSQL, one per core")
+def serve(host: str, port: int, workers: int | None) -> None:
     """Run the web server."""
     import uvicorn
 
     # X-Forwarded-For is believed only from the proxies in trusted_proxies (see client_ip).
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
+                workers=workers or get_settings().web_workers,
                 proxy_headers=True, forwarded_allow_ips=get_settings().trusted_proxies,
                 log_level="info", timeout_graceful_shutdown=20)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -96,6 +96,19 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 10, 10)
 
 
+WARM_CONNECTIONS = 4
+
+
+def _warm_pool(engine) -> None:  # noqa: ANN001
+    """Open a few pooled connections before the first request: a PostgreSQL connection
+    costs a backend process and its catalog caches, and labelers who start together would
+    otherwise wait for one each."""
+    with ExitStack() as stack:
+        size = getattr(engine.pool, "size", lambda: 1)()  # QueuePool; others hold one
+        for _ in range(min(WARM_CONNECTIONS, size)):
+            stack.enter_context(engine.connect()).exec_driver_sql("SELECT 1")
+
+
 @asynccontextmanager
 async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
     """Compile every template and open the database pool before the first request, so the
@@ -106,8 +119,7 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
     for name in templates.env.list_templates(extensions=["html"]):
         templates.env.get_template(name)
     try:
-        with get_engine().connect():
-            pass
+        _warm_pool(get_engine())
     except Exception:  # noqa: BLE001  (the readiness of the database is reported per request)
         log.warning("database not reachable at start-up")
     _tune_gc()

@@ -110,6 +110,20 @@ def migrate(env: dict[str, str]) -> None:
 
 # --------------------------------------------------------------------------- the server
 
+# Web server processes per backend, as production runs them on this 2-core machine: one per
+# core with PostgreSQL (docker-compose.yml), one for the embedded SQLite default.
+DEFAULT_WEB_WORKERS = "sqlite=1,postgresql=2"
+
+
+def web_workers(spec: str, kind: str) -> int:
+    """How many web processes ``spec`` gives backend ``kind``: ``"2"`` (every backend) or
+    ``"sqlite=1,postgresql=2"`` (a backend it does not name gets 1)."""
+    if "=" not in spec:
+        return int(spec)
+    counts = dict(part.split("=", 1) for part in spec.split(",") if part.strip())
+    return int(counts.get(kind, 1))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

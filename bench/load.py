@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 
 from bench.common import (  # noqa: E402
+    DEFAULT_WEB_WORKERS,
     REDIS_URL,
     Backend,
     Server,
@@ -45,6 +46,7 @@ from bench.common import (  # noqa: E402
     git_commit,
     migrate,
     summary_ms,
+    web_workers,
 )
 from bench.labelers import PASSWORD, Budget, Labeler  # noqa: E402
 from bench.load_report import ENDPOINTS, P99_TARGET_MS, table  # noqa: E402
@@ -70,6 +72,8 @@ class LoadConfig:
     judge_timeout_s: float = 600.0
     # Several web processes on one database: each labeler's requests take them in turn.
     web_processes: int = 1
+    # uvicorn worker processes in each web server (one per core with PostgreSQL).
+    web_workers: int = 1
     worker_queues: str = "judge"
 
     @property
@@ -222,7 +226,8 @@ def run_load(backend: Backend, cfg: LoadConfig, logdir: Path,
             assert all(w.poll() is None for w in workers), "a judge worker exited"
             out["workers_ready_s"] = time.perf_counter() - t0
             with ExitStack() as stack:
-                servers = [stack.enter_context(Server(backend.env, log=logdir / name))
+                servers = [stack.enter_context(Server(backend.env, log=logdir / name,
+                                                      workers=cfg.web_workers))
                            for name in (["server.log"] if cfg.web_processes == 1 else
                                         [f"server{i}.log" for i in range(cfg.web_processes)])]
                 api = stack.enter_context(httpx.Client(
@@ -374,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--leavers", type=int, default=4)
     ap.add_argument("--web-processes", type=int, default=1,
                     help="servers on the one database; each labeler takes them in turn")
+    ap.add_argument("--web-workers", default=DEFAULT_WEB_WORKERS,
+                    help="uvicorn worker processes per server: N, or per backend")
     ap.add_argument("--think-ms", type=float, default=0.0,
                     help="mean reading time before each submit (0: back to back)")
     args = ap.parse_args(argv)
@@ -386,9 +393,11 @@ def main(argv: list[str] | None = None) -> int:
                          submissions=args.submissions, items=args.items, k=args.k,
                          judge_workers=args.judge_workers, judge_runs=args.judge_runs,
                          leavers=args.leavers, think_ms=args.think_ms,
-                         web_processes=args.web_processes)
+                         web_processes=args.web_processes,
+                         web_workers=web_workers(args.web_workers, kind))
         print(f"== {kind}: {cfg.labelers} labelers, {cfg.submissions} submissions, "
-              f"{cfg.item_count} items, {cfg.judge_workers} judge workers", flush=True)
+              f"{cfg.item_count} items, {cfg.judge_workers} judge workers, "
+              f"{cfg.web_workers} web process(es) per server", flush=True)
         backend = create_backend(kind)
         try:
             migrate(backend.env)

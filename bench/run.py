@@ -27,6 +27,7 @@ os.chdir(ROOT)
 import httpx  # noqa: E402
 
 from bench.common import (  # noqa: E402
+    DEFAULT_WEB_WORKERS,
     Backend,
     BackendTable,
     Server,
@@ -37,6 +38,7 @@ from bench.common import (  # noqa: E402
     peak_rss_kb,
     reset_peak_rss,
     summary_ms,
+    web_workers,
 )
 from bench.labelers import PASSWORD, Budget, Labeler  # noqa: E402
 
@@ -342,18 +344,20 @@ def log_findings(log: Path) -> dict[str, int]:
 
 
 def run_backend(out: dict, kind: str, items: list[dict], body: bytes, labels: int,
-                labelers: int, stamp: str, keep: bool, think_ms: float = 0.0) -> None:
+                labelers: int, stamp: str, keep: bool, think_ms: float = 0.0,
+                web_spec: str = DEFAULT_WEB_WORKERS) -> None:
     """Run every phase on a fresh database, filling ``out`` as it goes."""
     print(f"\n== {kind}: fresh database", flush=True)
     backend = create_backend(kind)
     logdir = RESULTS / f"{stamp}-logs"
     log = logdir / f"{kind}-server.log"
     out["database"] = backend.database_url.split("@")[-1]
+    out["web_workers"] = web_workers(web_spec, kind)
     try:
         migrate(backend.env)
         ctx = setup_project(backend, labelers)
         env = dict(backend.env, TANDEM_IMPORT_SYNC_LIMIT="1000000")
-        with Server(env, log=log) as server:
+        with Server(env, log=log, workers=web_workers(web_spec, kind)) as server:
             print(f"   import {len(items)} items ({len(body) / 1e6:.1f} MB JSON)...", flush=True)
             out["import"] = bench_import(server, ctx, body, len(items))
             print(f"   -> {out['import']['seconds']:.2f} s", flush=True)
@@ -393,6 +397,7 @@ def table(results: dict[str, dict]) -> str:
     def ok(b: bool) -> str:
         return "yes" if b else "NO"
 
+    add("web server processes", lambda r: str(r.get("web_workers", 1)))
     add("import: seconds (target < 5)", lambda r: _f(r["import"]["seconds"], ".2f"))
     add("import: items/s", lambda r: _f(r["import"]["items_per_s"], ".0f"))
     add("import: seconds until API shows all", lambda r: _f(r["import"]["visible_s"], ".2f"))
@@ -441,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the databases afterwards")
     ap.add_argument("--think-ms", type=float, default=0.0,
                     help="mean time a labeler reads an item before submitting (0: back to back)")
+    ap.add_argument("--web-workers", default=DEFAULT_WEB_WORKERS,
+                    help="web processes: N, or per backend as in the default")
     args = ap.parse_args(argv)
     kinds = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -458,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         results[kind] = {}
         try:
             run_backend(results[kind], kind, items, body, args.labels, args.labelers, stamp,
-                        args.keep, args.think_ms)
+                        args.keep, args.think_ms, args.web_workers)
         except Exception as exc:  # noqa: BLE001 (report it and go on with the next backend)
             import traceback
 

@@ -121,15 +121,33 @@ async def form_data(request: Request) -> FormData:
 FormBody = Depends(form_data)
 
 
+def _check_csrf(request: Request, submitted: str) -> None:
+    if not submitted or not hmac.compare_digest(submitted, request.state.csrf_token):
+        raise Forbidden("The form has expired or did not come from Tandem (CSRF check). "
+                        "Reload the page and try again.")
+
+
 async def require_user(request: Request, user: User | None = Depends(optional_user)) -> User:
     """The logged-in user; a state-changing request must also carry the session's CSRF token."""
     if user is None:
         raise LoginRequired("Please log in.")
     if request.method in UNSAFE_METHODS:
-        submitted = await _submitted_csrf(request)
-        if not submitted or not hmac.compare_digest(submitted, request.state.csrf_token):
-            raise Forbidden("The form has expired or did not come from Tandem (CSRF check). "
-                            "Reload the page and try again.")
+        _check_csrf(request, await _submitted_csrf(request))
+    return user
+
+
+def user_posting_form(request: Request, db: Session, form: FormData) -> User:
+    """``require_user`` for a form post, called inside a plain ``def`` route with the form it
+    already has (``FormBody``): the session is looked up in the route's own thread.
+
+    As a dependency, the lookup takes a thread-pool hop of its own; the labeling routes,
+    which every labeler calls for every item, save that hop this way.
+    """
+    user = optional_user(request, db)
+    if user is None:
+        raise LoginRequired("Please log in.")
+    submitted = request.headers.get("X-CSRF-Token", "") or form.get("csrf_token", "")
+    _check_csrf(request, submitted if isinstance(submitted, str) else "")
     return user
 
 

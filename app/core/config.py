@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     login_max_failures: int = 5
     login_max_failures_per_ip: int = 50
     login_window_s: int = 15 * 60
+    # Web server processes for `tandem serve` (its --workers overrides). One process runs
+    # Python on one core at a time: with PostgreSQL, run one per core (docker-compose.yml
+    # does); the embedded SQLite default needs one.
+    web_workers: int = 1
     # Peers whose X-Forwarded-For names the client (a reverse proxy), comma separated.
     trusted_proxies: str = "127.0.0.1"
     max_line_bytes: int = 1024 * 1024

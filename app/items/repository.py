@@ -14,6 +14,7 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Integer,
+    Row,
     String,
     Table,
     TypeDecorator,
@@ -89,6 +90,20 @@ def original_responses(db: Session, *, item_id: int) -> list[Response]:
     """The responses an item came with or was generated with: not the human edits."""
     return [r for r in list_responses(db, item_id=item_id)
             if r.source != ResponseSource.HUMAN_EDIT]
+
+
+_LOCK_ITEM_KEYS = (
+    select(Item.__table__.c.id, Item.__table__.c.project_id, Item.__table__.c.is_gold)
+    .where(Item.__table__.c.id == bindparam("item_id"), Item.__table__.c.ready)
+    .with_for_update(key_share=True)
+)
+
+
+def lock_item_keys(db: Session, *, item_id: int) -> Row | None:
+    """``lock_item`` without loading the item: the row's ``id``, ``project_id`` and
+    ``is_gold``, which is all a submitted label needs (its prompt and metadata, JSON to
+    decode, are not read)."""
+    return db.connection().execute(_LOCK_ITEM_KEYS, {"item_id": item_id}).first()
 
 
 def lock_item(db: Session, *, item_id: int) -> Item | None:

@@ -178,6 +178,24 @@ def judged_item_ids(db: Session, *, run_id: int, item_ids: list[int]) -> set[int
                                                         AiLabel.item_id.in_(item_ids))))
 
 
+# The labeling page's one question to the judge's tables, one round trip whether the answer
+# is "suggestions are off" (the usual case) or the label itself.
+_SUGGESTION = (
+    select(AiLabel)
+    .where(AiLabel.item_id == bindparam("item_id"),
+           select(JudgeConfig.id).where(JudgeConfig.project_id == bindparam("project_id"),
+                                        JudgeConfig.show_suggestions).exists())
+    .order_by(AiLabel.id.desc())
+    .limit(1)
+)
+
+
+def shown_suggestion(db: Session, *, project_id: int, item_id: int) -> AiLabel | None:
+    """The item's latest AI label, if the project's admin shows labelers the judge's
+    suggestions (they label blind otherwise)."""
+    return db.scalar(_SUGGESTION, {"project_id": project_id, "item_id": item_id})
+
+
 def latest_ai_label(db: Session, *, item_id: int) -> AiLabel | None:
     return db.scalar(select(AiLabel).where(AiLabel.item_id == item_id)
                      .order_by(AiLabel.id.desc()).limit(1))

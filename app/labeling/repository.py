@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    Integer,
     Select,
     and_,
     bindparam,
@@ -136,44 +137,76 @@ def used_slots(db: Session, *, item_id: int, now: datetime, except_user: int | N
                                    "except_user": except_user or 0}) or 0
 
 
+# The hot path's writes are Core statements on the tables, built once and run on the
+# session's connection: the ORM's flush of one object, and even its handling of an
+# ORM-enabled INSERT or UPDATE (bulk-persistence bookkeeping), cost more than the statement.
+_items, _labels, _assignments = Item.__table__, HumanLabel.__table__, Assignment.__table__
+
+
 def _recount_statement():  # noqa: ANN202
     labels = _labels_on(bindparam("counted_item"))
-    return (update(Item).where(Item.id == bindparam("counted_item"))
-            .values(label_count=labels, in_queue=in_queue_when(labels), consensus_stale=True)
-            .execution_options(synchronize_session=False))
+    return (update(_items).where(_items.c.id == bindparam("counted_item"))
+            .values(label_count=labels, in_queue=in_queue_when(labels), consensus_stale=True))
 
 
-# Built once (the hot path runs it with a new id): recount, queue flag, consensus mark.
+# Recount, queue flag, consensus mark.
 _RECOUNT = _recount_statement()
 
 
-def recount_labels(db: Session, *, item: Item) -> None:
+def recount_labels(db: Session, *, item_id: int) -> None:
     """Set the item's label count from its labels (one UPDATE; the value is recounted), its
     place in the human queue, and mark its consensus for recomputing."""
-    db.execute(_RECOUNT, {"counted_item": item.id})
-    db.expire(item, ["label_count", "in_queue", "consensus_stale"])  # read again if asked
+    db.connection().execute(_RECOUNT, {"counted_item": item_id})
+    loaded = db.identity_map.get(db.identity_key(Item, item_id))
+    if loaded is not None:
+        db.expire(loaded, ["label_count", "in_queue", "consensus_stale"])  # read again if asked
 
 
-# The hot path's writes, as plain statements built once (the ORM's flush of one object cost
-# more than the statement it sent).
-_INSERT_LABEL = insert(HumanLabel).returning(HumanLabel.id)
-_INSERT_ASSIGNMENT = insert(Assignment).returning(Assignment.id)
-_END_ASSIGNMENT = (update(Assignment).where(Assignment.id == bindparam("assignment_id"))
-                   .values(status=bindparam("status"), finished_at=bindparam("now"))
-                   .execution_options(synchronize_session=False))
+_INSERT_LABEL = insert(_labels).returning(_labels.c.id)
+_INSERT_ASSIGNMENT = insert(_assignments).returning(_assignments.c.id)
+_END_ASSIGNMENT = (update(_assignments).where(_assignments.c.id == bindparam("assignment_id"))
+                   .values(status=bindparam("status"), finished_at=bindparam("now")))
 
 
 def insert_label(db: Session, values: dict) -> int:
     """Store a label (the columns it has; the others take their defaults); its id."""
-    return db.execute(_INSERT_LABEL, values).scalar_one()
+    db.flush()  # whatever the ORM holds (an edited response) goes first
+    return db.connection().execute(_INSERT_LABEL, values).scalar_one()
+
+
+def _insert_assignment_if_room():  # noqa: ANN202
+    """The lease's INSERT, made only while the item's labels and others' live leases leave a
+    slot: the recount and the insert in one statement, so one snapshot and one round trip."""
+    c = _assignments.c
+    slots = (
+        select(func.count()).select_from(_labels)
+        .where(_labels.c.item_id == bindparam("item_id")).scalar_subquery()
+        + select(func.count()).select_from(_assignments)
+        .where(c.item_id == bindparam("item_id"), c.status == AssignmentStatus.ACTIVE,
+               c.expires_at > bindparam("leased_at")).scalar_subquery()
+    )
+    names = ["project_id", "item_id", "user_id", "status", "leased_at", "expires_at"]
+    row = select(*(bindparam(name, type_=c[name].type) for name in names)).where(
+        slots < bindparam("k", type_=Integer))
+    return insert(_assignments).from_select(names, row).returning(c.id)
+
+
+_INSERT_ASSIGNMENT_IF_ROOM = _insert_assignment_if_room()
 
 
 def insert_assignment(db: Session, *, project_id: int, item_id: int, user_id: int,
-                      now: datetime, until: datetime) -> Assignment:
-    """A live lease of the item to the labeler, until ``until``."""
+                      now: datetime, until: datetime, k: int | None = None) -> Assignment | None:
+    """A live lease of the item to the labeler, until ``until``. Given ``k``, only if the
+    item's labels and others' live leases, counted afresh, leave a slot (else None)."""
     values = {"project_id": project_id, "item_id": item_id, "user_id": user_id,
               "status": AssignmentStatus.ACTIVE, "leased_at": now, "expires_at": until}
-    assignment_id = db.execute(_INSERT_ASSIGNMENT, values).scalar_one()
+    if k is None:
+        assignment_id = db.connection().execute(_INSERT_ASSIGNMENT, values).scalar_one()
+    else:
+        assignment_id = db.connection().execute(_INSERT_ASSIGNMENT_IF_ROOM,
+                                                {**values, "k": k}).scalar()
+        if assignment_id is None:
+            return None
     # What the page shows of it; not in the session (nothing of it is changed later in
     # this request, and a query for it loads the row).
     return Assignment(id=assignment_id, finished_at=None, **values)
@@ -181,8 +214,10 @@ def insert_assignment(db: Session, *, project_id: int, item_id: int, user_id: in
 
 def end_assignment(db: Session, *, assignment: Assignment, status: str, now: datetime) -> None:
     """The lease ends: submitted, skipped or expired."""
-    db.execute(_END_ASSIGNMENT, {"assignment_id": assignment.id, "status": status, "now": now})
-    db.expire(assignment, ["status", "finished_at"])
+    db.connection().execute(_END_ASSIGNMENT,
+                            {"assignment_id": assignment.id, "status": status, "now": now})
+    if assignment in db:
+        db.expire(assignment, ["status", "finished_at"])
 
 
 def expire_active_leases(db: Session, *, user_id: int, now: datetime) -> int:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from app.auth.deps import DbSession, FormBody, require_user
+from app.auth.deps import DbSession, FormBody, require_user, user_posting_form
 from app.core.errors import BadRequest, Conflict
 from app.core.markdown import render_markdown
 from app.core.templating import is_htmx, render
@@ -48,9 +48,13 @@ def label_page(request: Request, project_id: int, user: User = Depends(require_u
     })
 
 
+# The three routes below run for every item a labeler labels: each checks the login and CSRF
+# token in its own thread (user_posting_form) rather than in a dependency's.
+
 @router.post("/projects/{project_id}/label/next")
-def take_next(request: Request, project_id: int, user: User = Depends(require_user),
+def take_next(request: Request, project_id: int, form: FormData = FormBody,
               db: Session = DbSession) -> Response:
+    user = user_posting_form(request, db, form)
     access = authorize(db, user=user, project_id=project_id, action=Action.LABEL)
     task = service.next_task(db, project=access.project, user=user)
     if is_htmx(request):
@@ -96,7 +100,8 @@ def label_from_form(form) -> LabelIn:  # noqa: ANN001
 
 @router.post("/projects/{project_id}/label/submit")
 def submit(request: Request, project_id: int, form: FormData = FormBody,
-           user: User = Depends(require_user), db: Session = DbSession) -> Response:
+           db: Session = DbSession) -> Response:
+    user = user_posting_form(request, db, form)
     access = authorize(db, user=user, project_id=project_id, action=Action.LABEL)
     data = label_from_form(form)
     notice = "Saved."
@@ -112,7 +117,8 @@ def submit(request: Request, project_id: int, form: FormData = FormBody,
 
 @router.post("/projects/{project_id}/label/skip")
 def skip(request: Request, project_id: int, form: FormData = FormBody,
-         user: User = Depends(require_user), db: Session = DbSession) -> Response:
+         db: Session = DbSession) -> Response:
+    user = user_posting_form(request, db, form)
     access = authorize(db, user=user, project_id=project_id, action=Action.LABEL)
     try:
         item_id = int(str(form.get("item_id")))

@@ -71,14 +71,16 @@ def next_task(db: Session, *, project: Project, user: User) -> Task | None:
             # real work left, at the project's rate.
             item = repository.next_gold_item(db, project_id=project.id,
                                               user_id=user.id) or item
-        # On PostgreSQL the candidate query may have read a snapshot older than our lock:
-        # recount. SQLite's writer holds the whole database from BEGIN IMMEDIATE on.
-        if (not item.is_gold and repository.needs_recount(db)
-                and repository.used_slots(db, item_id=item.id, now=now) >= project.overlap_k):
+        # On PostgreSQL the candidate query may have read a snapshot older than our lock: the
+        # lease is made only if a recount in its own statement still finds a slot. SQLite's
+        # writer holds the whole database from BEGIN IMMEDIATE on.
+        recount = not item.is_gold and repository.needs_recount(db)
+        assignment = repository.insert_assignment(
+            db, project_id=project.id, item_id=item.id, user_id=user.id, now=now,
+            until=now + lease, k=project.overlap_k if recount else None)
+        if assignment is None:
             tried.append(item.id)
             continue
-        assignment = repository.insert_assignment(db, project_id=project.id, item_id=item.id,
-                                                  user_id=user.id, now=now, until=now + lease)
         return _task(db, assignment, item)
 
 
@@ -103,16 +105,13 @@ def _task(db: Session, assignment: Assignment, item: Item | None = None) -> Task
 def _suggestion(db: Session, *, project_id: int, item_id: int) -> AiLabel | None:
     from app.judging import repository as judging
 
-    config = judging.get_config(db, project_id=project_id)
-    if config is None or not config.show_suggestions:
-        return None
-    return judging.latest_ai_label(db, item_id=item_id)
+    return judging.shown_suggestion(db, project_id=project_id, item_id=item_id)
 
 
 def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) -> int:
     """Store one label and return its id; a repeated submit (same key, or same item again)
     stores nothing and returns the first one's."""
-    item = items.lock_item(db, item_id=data.item_id)
+    item = items.lock_item_keys(db, item_id=data.item_id)
     if item is None or item.project_id != project.id:
         raise NotFound("No such item in this project.")
     assignment, earlier = repository.assignment_and_earlier_label(
@@ -155,7 +154,7 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) ->
     label_id = repository.insert_label(db, values)
     repository.end_assignment(db, assignment=assignment, status=AssignmentStatus.SUBMITTED,
                               now=now)
-    repository.recount_labels(db, item=item)
+    repository.recount_labels(db, item_id=item.id)
     return label_id
 
 

@@ -16,8 +16,10 @@ from bench.load import LoadConfig, broker_env, forget_broker_keys, run_load
 from tests.conftest import REDIS_URL
 
 CONFIGS = {
-    # Production's shape: PostgreSQL, Redis broker, judge runs in two workers.
-    "postgresql": LoadConfig(labelers=12, submissions=400, k=2, leavers=2, judge_workers=2),
+    # Production's shape: PostgreSQL, Redis broker, judge runs in two workers, two web
+    # processes (one per core, as docker-compose.yml runs them).
+    "postgresql": LoadConfig(labelers=12, submissions=400, k=2, leavers=2, judge_workers=2,
+                             web_workers=2),
     # The embedded default: SQLite file, filesystem broker; nobody may see "database is locked".
     "sqlite": LoadConfig(labelers=8, submissions=200, k=2, leavers=2, judge_workers=2),
 }
