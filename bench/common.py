@@ -190,6 +190,26 @@ class Server:
 
 # --------------------------------------------------------------------------- CPU
 
+def server_pids(server: Server) -> list[int]:
+    """The server's process and, with --web-workers > 1, uvicorn's worker processes."""
+    pids = [server.pid]
+    try:
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        # uvicorn's workers, not multiprocessing's resource tracker beside them
+        workers = [int(c) for c in children
+                   if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    except OSError:
+        workers = []
+    return pids + workers
+
+
+def serving_pids(server: Server) -> list[int]:
+    """The processes that serve requests (uvicorn's supervisor left out when it has workers:
+    it only forks and watches them)."""
+    pids = server_pids(server)
+    return pids[1:] or pids
+
+
 def cpu_s(pid: int, default: float = math.nan) -> float:
     """User + system CPU seconds a process (all its threads) has used so far, from /proc;
     ``default`` when it is gone."""

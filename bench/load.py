@@ -45,6 +45,7 @@ from bench.common import (  # noqa: E402
     drop_backend,
     git_commit,
     migrate,
+    serving_pids,
     summary_ms,
     web_workers,
 )
@@ -259,7 +260,7 @@ def _drive(servers: list[Server], api: httpx.Client, ctx: dict, cfg: LoadConfig,
     for t in threads:
         t.start()
     gate.wait(timeout=300)  # everyone has logged in (argon2: slow on purpose)
-    server_pids = [s.pid for s in servers]
+    server_pids = [p for s in servers for p in serving_pids(s)]
     cpu0 = (time.process_time(), sum(map(cpu_s, server_pids)),
             sum(map(cpu_s, worker_pids)))
     t0 = time.perf_counter()

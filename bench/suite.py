@@ -45,6 +45,8 @@ from bench.common import (  # noqa: E402
     migrate,
     postgres_backends,
     rss_kb,
+    server_pids,
+    serving_pids,
     summary_ms,
     web_workers,
 )
@@ -55,26 +57,6 @@ LABELERS = 8
 
 
 # --------------------------------------------------------------------------- processes
-
-def server_pids(server: Server) -> list[int]:
-    """The server's process and, with --web-workers > 1, uvicorn's worker processes."""
-    pids = [server.pid]
-    try:
-        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
-        # uvicorn's workers, not multiprocessing's resource tracker beside them
-        workers = [int(c) for c in children
-                   if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
-    except OSError:
-        workers = []
-    return pids + workers
-
-
-def serving_pids(server: Server) -> list[int]:
-    """The processes that serve requests (uvicorn's supervisor left out when it has workers:
-    it only forks and watches them)."""
-    pids = server_pids(server)
-    return pids[1:] or pids
-
 
 def web_rss_mb(server: Server) -> float:
     """Resident memory of the serving processes, all together."""
