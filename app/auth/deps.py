@@ -99,16 +99,22 @@ def optional_user(request: Request, db: Session = DbSession) -> User | None:
     return user
 
 
-async def _submitted_csrf(request: Request) -> str:
+def _csrf_in(request: Request, form: FormData | None) -> str:
+    """The CSRF token the request carries: its X-CSRF-Token header, else the form's field."""
     token = request.headers.get("X-CSRF-Token", "")
-    if token:
+    if token or form is None:
         return token
+    value = form.get("csrf_token", "")
+    return value if isinstance(value, str) else ""
+
+
+async def _submitted_csrf(request: Request) -> str:
+    form = None
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+    if not request.headers.get("X-CSRF-Token") and content_type.startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")):
         form = await request.form()
-        value = form.get("csrf_token", "")
-        return value if isinstance(value, str) else ""
-    return ""
+    return _csrf_in(request, form)
 
 
 async def form_data(request: Request) -> FormData:
@@ -146,8 +152,7 @@ def user_posting_form(request: Request, db: Session, form: FormData) -> User:
     user = optional_user(request, db)
     if user is None:
         raise LoginRequired("Please log in.")
-    submitted = request.headers.get("X-CSRF-Token", "") or form.get("csrf_token", "")
-    _check_csrf(request, submitted if isinstance(submitted, str) else "")
+    _check_csrf(request, _csrf_in(request, form))
     return user
 
 

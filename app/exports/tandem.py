@@ -163,26 +163,24 @@ def iter_batches(*, project_id: int, filters: ExportFilters, tally: Tally | None
     """Every item of the project (only the tag and round filters apply: this is the whole
     record), in id order, a batch per transaction."""
     tally = tally if tally is not None else Tally()
+    chosen = [Item.project_id == project_id, Item.ready]
+    if filters.round is not None:
+        chosen.append(Item.round == filters.round)
     if filters.tag is not None:
+        has_tag = Item.id.in_(tagged(project_id, filters.tag))  # a range of item_tags
         with session_scope() as db:
-            every = select(func.count()).select_from(Item).where(
-                Item.project_id == project_id, Item.ready,
-                *([Item.round == filters.round] if filters.round is not None else []))
-            tally.filtered_out += ((db.scalar(every) or 0) - (db.scalar(every.where(
-                Item.id.in_(tagged(project_id, filters.tag)))) or 0))
+            every = select(func.count()).select_from(Item).where(*chosen)
+            tally.filtered_out += ((db.scalar(every) or 0)
+                                   - (db.scalar(every.where(has_tag)) or 0))
+        chosen.append(has_tag)
     after = 0
     while True:
         with session_scope() as db:
-            query = select(Item).where(Item.project_id == project_id, Item.ready,
-                                       Item.id > after)
-            if filters.round is not None:
-                query = query.where(Item.round == filters.round)
-            if filters.tag is not None:  # a range of the item_tags index
-                query = query.where(Item.id.in_(tagged(project_id, filters.tag)))
+            query = select(Item).where(*chosen, Item.id > after)
             items = list(db.scalars(query.order_by(Item.id).limit(BATCH)))
             if not items:
                 return
             after = items[-1].id
-            rows = _load(db, project_id, items) if items else []
+            rows = _load(db, project_id, items)
         tally.items += len(items)
         yield list(zip(items, rows, strict=True))

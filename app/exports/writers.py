@@ -63,16 +63,19 @@ def fingerprints_of(paths: list[Path], container: Container, fmt: ExportFormat) 
     written from: JSON lines as they are; Parquet rows as ``Table.from_pylist`` took them
     (every key of the format is in every row; the full-fidelity format's JSON text columns
     parsed again)."""
-    out = array("Q")
+    digests = bytearray()
     for path in paths:
-        digests = bytearray()
         for row in _rows_back(path, container, fmt):
             digests += _digest(row)
-        part = array("Q")
-        part.frombytes(digests)
-        if sys.byteorder == "little":
-            part.byteswap()
-        out.extend(part)
+    return _as_fingerprints(digests)
+
+
+def _as_fingerprints(digests: bytes) -> array:
+    """Big-endian 8-byte digests, one after another, as the fingerprints they spell."""
+    out = array("Q")
+    out.frombytes(digests)
+    if sys.byteorder == "little":
+        out.byteswap()
     return out
 
 
@@ -156,11 +159,7 @@ class RowWriter:
     @property
     def fingerprints(self) -> array:
         """Each row's fingerprint, in row order."""
-        out = array("Q")
-        out.frombytes(self._digests)
-        if sys.byteorder == "little":
-            out.byteswap()
-        return out
+        return _as_fingerprints(self._digests)
 
     def write(self, row: dict[str, Any]) -> None:
         self.rows += 1

@@ -57,11 +57,14 @@ SMALL_PREFIX = 5000
 def small_prefix(db: Session, *, project_id: int, prefix: str) -> bool:
     """Whether fewer than SMALL_PREFIX of the project's items have external ids starting
     with ``prefix`` (a bounded read of the (project, external_id) index)."""
-    matching = (select(Item.id)
-                .where(Item.project_id == project_id, Item.external_id >= prefix,
-                       Item.external_id < prefix + "\U0010ffff")
-                .limit(SMALL_PREFIX).subquery())
-    return (db.scalar(select(func.count()).select_from(matching)) or 0) < SMALL_PREFIX
+    return _fewer_than(db, select(Item.id).where(
+        Item.project_id == project_id, Item.external_id >= prefix,
+        Item.external_id < prefix + "\U0010ffff"), SMALL_PREFIX)
+
+
+def _fewer_than(db: Session, query: Select, n: int) -> bool:
+    """Whether ``query`` has fewer than ``n`` rows: a read of at most ``n``."""
+    return (db.scalar(select(func.count()).select_from(query.limit(n).subquery())) or 0) < n
 
 
 def page_of_items(db: Session, *, project_id: int, branches: Sequence[Branch],
@@ -111,7 +114,7 @@ def page_of_items(db: Session, *, project_id: int, branches: Sequence[Branch],
         # The cursor bounds every joined copy of the id: PostgreSQL does not carry a range
         # across a join, and a merge join read the unbounded side from its start (170 ms
         # to a deep page of a common tag).
-        query = query.where(*(k < high if high is not None else k > low for k in keys))
+        query = query.where(*_past(keys, low, high))
         query = query.order_by(key.desc() if before is not None else key)
         results.append(list(db.scalars(query.limit(limit))))
     if len(results) <= 1:
@@ -121,6 +124,12 @@ def page_of_items(db: Session, *, project_id: int, branches: Sequence[Branch],
     else:
         rows = list(heapq.merge(*results, key=lambda i: i.id))[:limit]
     return rows if before is None else rows[::-1]
+
+
+def _past(keys: Sequence[ColumnElement], low: int,
+          high: int | None) -> list[ColumnElement[bool]]:
+    """Each key past the cursor: below ``high`` going back, else above ``low``."""
+    return [k < high if high is not None else k > low for k in keys]
 
 
 class _Tagged:
@@ -166,17 +175,14 @@ class _Tagged:
     def _edge(self, query: Select, keys: list[ColumnElement], low: int,
               high: int | None) -> int | None:
         """The first key past the cursor (the last before it, going back)."""
-        query = query.where(*(k < high if high is not None else k > low for k in keys))
+        query = query.where(*_past(keys, low, high))
         key = keys[0]
         return self.db.scalar(query.order_by(key.desc() if high is not None else key).limit(1))
 
     def _fewer(self, query: Select, keys: list[ColumnElement], low: int,
                high: int | None) -> bool:
         """Whether fewer than SMALL rows lie past the cursor: an index range read so far."""
-        query = query.where(*(k < high if high is not None else k > low for k in keys))
-        query = query.limit(self.SMALL)
-        return (self.db.scalar(select(func.count()).select_from(query.subquery()))
-                or 0) < self.SMALL
+        return _fewer_than(self.db, query.where(*_past(keys, low, high)), self.SMALL)
 
 
 def consensus_of(db: Session, *, item_ids: Sequence[int]) -> dict[int, ItemConsensus]:

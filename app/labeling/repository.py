@@ -119,16 +119,20 @@ def next_gold_item(db: Session, *, project_id: int, user_id: int) -> Item | None
     )
 
 
+def _slots_taken(now, *others):  # noqa: ANN001, ANN002, ANN202
+    """Labels on the item (parameter ``item_id``) plus its leases live at ``now``, of the
+    leases that also meet ``others``."""
+    item_id = bindparam("item_id")
+    return _labels_on(item_id) + (
+        select(func.count()).select_from(Assignment)
+        .where(Assignment.item_id == item_id, Assignment.status == AssignmentStatus.ACTIVE,
+               Assignment.expires_at > now, *others)
+        .scalar_subquery())
+
+
 # Built once: the hot path runs it with new parameters instead of composing it each call.
-_USED_SLOTS = select(
-    select(func.count()).select_from(HumanLabel)
-    .where(HumanLabel.item_id == bindparam("item_id")).scalar_subquery()
-    + select(func.count()).select_from(Assignment)
-    .where(Assignment.item_id == bindparam("item_id"),
-           Assignment.status == AssignmentStatus.ACTIVE,
-           Assignment.expires_at > bindparam("now", type_=UTCDateTime),
-           Assignment.user_id != bindparam("except_user")).scalar_subquery()
-)
+_USED_SLOTS = select(_slots_taken(bindparam("now", type_=UTCDateTime),
+                                  Assignment.user_id != bindparam("except_user")))
 
 
 def used_slots(db: Session, *, item_id: int, now: datetime, except_user: int | None = None) -> int:
@@ -178,16 +182,9 @@ def _insert_assignment_if_room():  # noqa: ANN202
     """The lease's INSERT, made only while the item's labels and others' live leases leave a
     slot: the recount and the insert in one statement, so one snapshot and one round trip."""
     c = _assignments.c
-    slots = (
-        select(func.count()).select_from(_labels)
-        .where(_labels.c.item_id == bindparam("item_id")).scalar_subquery()
-        + select(func.count()).select_from(_assignments)
-        .where(c.item_id == bindparam("item_id"), c.status == AssignmentStatus.ACTIVE,
-               c.expires_at > bindparam("leased_at")).scalar_subquery()
-    )
     names = ["project_id", "item_id", "user_id", "status", "leased_at", "expires_at"]
     row = select(*(bindparam(name, type_=c[name].type) for name in names)).where(
-        slots < bindparam("k", type_=Integer))
+        _slots_taken(bindparam("leased_at", type_=UTCDateTime)) < bindparam("k", type_=Integer))
     return insert(_assignments).from_select(names, row).returning(c.id)
 
 
