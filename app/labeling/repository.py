@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     Integer,
+    Row,
     Select,
     and_,
     bindparam,
@@ -20,7 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from app.items.repository import in_queue_when
+from app.core.db import memo
+from app.items.repository import in_queue_when, lock_item_keys
 from app.models import Assignment, HumanLabel, Item, ProgressCount, Project, User
 from app.models.labels import AssignmentStatus
 from app.models.types import UTCDateTime
@@ -52,6 +54,9 @@ _ASSIGNMENT = select(Assignment).where(Assignment.item_id == bindparam("item_id"
 
 
 def active_assignment(db: Session, *, project_id: int, user_id: int) -> Assignment | None:
+    """The labeler's live-or-expired lease in the project (at most one is ACTIVE)."""
+    if (project_id, user_id) in memo(db, "without_lease"):
+        return None  # lease_ended: none, and no other can have been made since
     return db.scalar(_ACTIVE_ASSIGNMENT, {"project_id": project_id, "user_id": user_id})
 
 
@@ -60,12 +65,50 @@ def get_assignment(db: Session, *, item_id: int, user_id: int) -> Assignment | N
 
 
 def lock_user_queue(db: Session, *, project_id: int, user_id: int) -> None:
-    """Serialise one labeler's queue calls (two tabs, a double click) on PostgreSQL.
+    """Serialise one labeler's queue calls (two tabs, a double click) on PostgreSQL, until
+    the transaction ends; a second call in the same transaction costs nothing.
 
     SQLite needs nothing: its writers hold the database lock from BEGIN IMMEDIATE.
     """
-    if db.get_bind().dialect.name == "postgresql":
-        db.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": project_id, "b": user_id})
+    held = memo(db, "queue_locks")
+    if (project_id, user_id) in held or db.get_bind().dialect.name != "postgresql":
+        return
+    db.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": project_id, "b": user_id})
+    held[(project_id, user_id)] = True
+
+
+_items, _labels, _assignments = Item.__table__, HumanLabel.__table__, Assignment.__table__
+# A submit's first statement: the labeled item's row lock (only the columns the label needs:
+# no JSON prompt to decode) and, on PostgreSQL, the labeler's queue lock for the next item
+# that follows, one round trip for both. The queue lock comes first (it is taken as the row
+# is read, before the row lock), as in next_task, which takes an item's lock after it.
+_LOCK_ITEM_AND_QUEUE = (
+    select(_items.c.id, _items.c.project_id, _items.c.is_gold,
+           func.pg_advisory_xact_lock(bindparam("project_id"), bindparam("user_id")))
+    .where(_items.c.id == bindparam("item_id"), _items.c.ready)
+    .with_for_update(key_share=True)
+)
+
+
+def lock_item_and_queue(db: Session, *, item_id: int, project_id: int,
+                        user_id: int) -> Row | None:
+    """``items.lock_item_keys``, and ``lock_user_queue`` in the same round trip when the item
+    exists (PostgreSQL). The row has the item's ``id``, ``project_id`` and ``is_gold``."""
+    if db.get_bind().dialect.name != "postgresql" or (project_id, user_id) in memo(
+            db, "queue_locks"):
+        return lock_item_keys(db, item_id=item_id)
+    row = db.connection().execute(_LOCK_ITEM_AND_QUEUE, {
+        "item_id": item_id, "project_id": project_id, "user_id": user_id}).first()
+    if row is not None:
+        memo(db, "queue_locks")[(project_id, user_id)] = True
+    return row
+
+
+def lease_ended(db: Session, *, project_id: int, user_id: int) -> None:
+    """The labeler's lease in the project ended in this transaction, under the queue lock
+    (or SQLite's write lock): they hold no other, since at most one is ACTIVE, and none can
+    be made until the transaction ends. The next item needs no query to know it."""
+    memo(db, "without_lease")[(project_id, user_id)] = True
 
 
 def needs_recount(db: Session) -> bool:
@@ -141,10 +184,10 @@ def used_slots(db: Session, *, item_id: int, now: datetime, except_user: int | N
                                    "except_user": except_user or 0}) or 0
 
 
-# The hot path's writes are Core statements on the tables, built once and run on the
-# session's connection: the ORM's flush of one object, and even its handling of an
-# ORM-enabled INSERT or UPDATE (bulk-persistence bookkeeping), cost more than the statement.
-_items, _labels, _assignments = Item.__table__, HumanLabel.__table__, Assignment.__table__
+# The hot path's writes are Core statements on the tables (_items, _labels, _assignments),
+# built once and run on the session's connection: the ORM's flush of one object, and even its
+# handling of an ORM-enabled INSERT or UPDATE (bulk-persistence bookkeeping), cost more than
+# the statement.
 
 
 def _recount_statement():  # noqa: ANN202
@@ -197,6 +240,7 @@ def insert_assignment(db: Session, *, project_id: int, item_id: int, user_id: in
     item's labels and others' live leases, counted afresh, leave a slot (else None)."""
     values = {"project_id": project_id, "item_id": item_id, "user_id": user_id,
               "status": AssignmentStatus.ACTIVE, "leased_at": now, "expires_at": until}
+    memo(db, "without_lease").pop((project_id, user_id), None)  # they may hold this one
     if k is None:
         assignment_id = db.connection().execute(_INSERT_ASSIGNMENT, values).scalar_one()
     else:

@@ -48,14 +48,14 @@ def next_task(db: Session, *, project: Project, user: User) -> Task | None:
     current = repository.active_assignment(db, project_id=project.id, user_id=user.id)
     while current is not None:
         if current.expires_at > now:
-            return _task(db, current)
+            return _task(db, project, current)
         # An expired lease of ours: keep it if the item still has room for us.
         locked = items.lock_item(db, item_id=current.item_id)
         if (locked is not None and locked.is_gold) or repository.used_slots(
                 db, item_id=current.item_id, now=now, except_user=user.id) < project.overlap_k:
             current.leased_at, current.expires_at = now, now + lease
             db.flush()
-            return _task(db, current)
+            return _task(db, project, current)
         current.status, current.finished_at = AssignmentStatus.EXPIRED, now
         db.flush()
         current = repository.active_assignment(db, project_id=project.id, user_id=user.id)
@@ -81,7 +81,7 @@ def next_task(db: Session, *, project: Project, user: User) -> Task | None:
         if assignment is None:
             tried.append(item.id)
             continue
-        return _task(db, assignment, item)
+        return _task(db, project, assignment, item)
 
 
 def current_task(db: Session, *, project: Project, user: User) -> Task | None:
@@ -89,29 +89,34 @@ def current_task(db: Session, *, project: Project, user: User) -> Task | None:
     current = repository.active_assignment(db, project_id=project.id, user_id=user.id)
     if current is None or current.expires_at <= utcnow():
         return None
-    return _task(db, current)
+    return _task(db, project, current)
 
 
-def _task(db: Session, assignment: Assignment, item: Item | None = None) -> Task:
+def _task(db: Session, project: Project, assignment: Assignment,
+          item: Item | None = None) -> Task:
     item = item or items.get_item(db, item_id=assignment.item_id)
     if item is None:
         raise NotFound("That item is gone.")
     originals = items.original_responses(db, item_id=item.id)
-    _, rules = get_rules(db, project_id=assignment.project_id)
+    _, rules = get_rules(db, project_id=project.id, current=project.current_rule_set_id)
     return Task(assignment=assignment, item=item, responses=originals, rules=rules,
-                suggestion=_suggestion(db, project_id=assignment.project_id, item_id=item.id))
+                suggestion=_suggestion(db, project=project, item_id=item.id))
 
 
-def _suggestion(db: Session, *, project_id: int, item_id: int) -> AiLabel | None:
+def _suggestion(db: Session, *, project: Project, item_id: int) -> AiLabel | None:
     from app.judging import repository as judging
 
-    return judging.shown_suggestion(db, project_id=project_id, item_id=item_id)
+    if project.shows_suggestions is False:  # read with the project: labelers work blind
+        return None
+    return judging.shown_suggestion(db, project_id=project.id, item_id=item_id)
 
 
 def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) -> int:
     """Store one label and return its id; a repeated submit (same key, or same item again)
     stores nothing and returns the first one's."""
-    item = items.lock_item_keys(db, item_id=data.item_id)
+    # The item's lock, and the labeler's queue lock for the next item that follows.
+    item = repository.lock_item_and_queue(db, item_id=data.item_id, project_id=project.id,
+                                          user_id=user.id)
     if item is None or item.project_id != project.id:
         raise NotFound("No such item in this project.")
     assignment, earlier = repository.assignment_and_earlier_label(
@@ -134,7 +139,7 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) ->
 
     responses = items.list_responses(db, item_id=item.id)
     originals = [r for r in responses if r.source != ResponseSource.HUMAN_EDIT]
-    _, rules = get_rules(db, project_id=project.id)
+    _, rules = get_rules(db, project_id=project.id, current=project.current_rule_set_id)
     values = {
         "project_id": project.id, "item_id": item.id, "user_id": user.id,
         "assignment_id": assignment.id, "rule_set_id": rules[0].rule_set_id if rules else None,
@@ -154,6 +159,7 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) ->
     label_id = repository.insert_label(db, values)
     repository.end_assignment(db, assignment=assignment, status=AssignmentStatus.SUBMITTED,
                               now=now)
+    repository.lease_ended(db, project_id=project.id, user_id=user.id)
     repository.recount_labels(db, item_id=item.id)
     return label_id
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, query_expression
 
 from app.core.db import Base
 from app.models.types import UTCDateTime, utcnow
@@ -43,6 +43,14 @@ class Project(Base):
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    # Not columns: read with the project by the query that authorizes a request
+    # (app.projects.repository), so the labeling hot path needs no query of its own for
+    # them. None where the project was loaded otherwise: then ask the database.
+    # The id of the latest rule-set version (0: no rules yet).
+    current_rule_set_id: Mapped[int | None] = query_expression()
+    # Whether the judge's suggestions are shown to labelers (app.judging).
+    shows_suggestions: Mapped[bool | None] = query_expression()
 
 
 class ProjectMember(Base):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, exists, func, select
+from sqlalchemy.orm import Session, with_expression
 
-from app.models import Project, ProjectMember, Rule, RuleSet, User
+from app.models import JudgeConfig, Project, ProjectMember, Rule, RuleSet, User
 
 
 def get_project(db: Session, *, project_id: int) -> Project | None:
@@ -21,6 +21,13 @@ _PROJECT_AND_ROLE = (
         & (ProjectMember.user_id == bindparam("user_id")),
     )
     .where(Project.id == bindparam("project_id"))
+    .options(
+        with_expression(Project.current_rule_set_id, func.coalesce(
+            select(RuleSet.id).where(RuleSet.project_id == Project.id)
+            .order_by(RuleSet.version.desc()).limit(1).scalar_subquery(), 0)),
+        with_expression(Project.shows_suggestions, exists().where(
+            JudgeConfig.project_id == Project.id, JudgeConfig.show_suggestions)),
+    )
 )
 
 

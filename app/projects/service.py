@@ -57,12 +57,39 @@ def update_project(db: Session, *, project: Project, data: ProjectIn) -> Project
     return project
 
 
-def get_rules(db: Session, *, project_id: int) -> tuple[RuleSet | None, list[Rule]]:
-    """The project's current rules; read once per session (a request), then remembered."""
+# Rule sets by id, for every request of this process: a rule set never changes once made
+# (new rules make a new version), so its id is its version of the rules.
+_RULE_SETS: dict[int, tuple[RuleSet, list[Rule]]] = {}
+_RULE_SETS_KEPT = 256
+
+
+def get_rules(db: Session, *, project_id: int,
+              current: int | None = None) -> tuple[RuleSet | None, list[Rule]]:
+    """The project's current rules; read once per session (a request), then remembered.
+
+    ``current``, the id of the project's latest rule set as read with the project
+    (``Project.current_rule_set_id``; 0: none), spares the query: that rule set comes from
+    this process's cache, read once. Its rows are detached from the session, read-only.
+    """
     rules = memo(db, "rules")
-    if project_id not in rules:
-        rules[project_id] = repository.current_rules(db, project_id=project_id)
-    return rules[project_id]
+    if project_id in rules:
+        return rules[project_id]
+    if current == 0:
+        rules[project_id] = (None, [])
+        return rules[project_id]
+    cached = _RULE_SETS.get(current) if current is not None else None
+    if cached is not None and cached[0].project_id == project_id:
+        rules[project_id] = cached
+        return cached
+    found = repository.current_rules(db, project_id=project_id)
+    rules[project_id] = found
+    if current is not None and found[0] is not None and found[0].id == current:
+        for row in (found[0], *found[1]):
+            db.expunge(row)
+        if len(_RULE_SETS) >= _RULE_SETS_KEPT:
+            _RULE_SETS.clear()
+        _RULE_SETS[current] = found
+    return found
 
 
 def set_rules(db: Session, *, project: Project, rules: list[RuleIn]) -> RuleSet:
@@ -72,15 +99,15 @@ def set_rules(db: Session, *, project: Project, rules: list[RuleIn]) -> RuleSet:
         (r.id, r.text, r.severity) for r in rules
     ]:
         return current
-    memo(db, "rules").pop(project.id, None)
     rule_set = RuleSet(project_id=project.id, version=(current.version + 1) if current else 1)
     db.add(rule_set)
     db.flush()
-    db.add_all(
-        Rule(rule_set_id=rule_set.id, key=r.id, text=r.text, severity=r.severity, position=i)
-        for i, r in enumerate(rules)
-    )
+    new_rules = [Rule(rule_set_id=rule_set.id, key=r.id, text=r.text, severity=r.severity,
+                      position=i) for i, r in enumerate(rules)]
+    db.add_all(new_rules)
     db.flush()
+    # The rules from now on in this transaction, whatever rule-set id the project was read with.
+    memo(db, "rules")[project.id] = (rule_set, new_rules)
     return rule_set
 
 
