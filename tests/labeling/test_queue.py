@@ -59,6 +59,35 @@ def test_submit_stores_the_label_and_swaps_in_the_next_item(client, db) -> None:
     assert label.time_spent_ms == 1500 and label.rule_set_id is not None
 
 
+def test_labels_follow_the_rules_an_admin_changes_between_items(client, db) -> None:
+    from app.models import Project
+    from app.projects.schemas import RuleIn
+    from app.projects.service import set_rules
+
+    admin = make_user("admin@example.org", admin=True)
+    make_user("lee@example.org")
+    project = make_project(admin, members={"lee@example.org": "labeler"},
+                           rules=[("honest", "No lies")], items=sample_items(3))
+    csrf = login(client, "lee@example.org")
+    page = take(client, project.id, csrf)
+    assert "No lies" in page
+    page = submit(client, project.id, csrf, page, scale="1")  # the rules are read and kept
+    write(lambda s: set_rules(s, project=s.get(Project, project.id),
+                              rules=[RuleIn(id="polite", text="No insults")]))
+    page = client.get(f"/projects/{project.id}/label").text  # the same lease, new rules
+    assert "No insults" in page and "No lies" not in page
+    response_id = re.findall(r'data-response-id="(\d+)"', page)[0]
+    old_rule = client.post(f"/projects/{project.id}/label/submit", headers={"HX-Request": "true"},
+                           data={"csrf_token": csrf, "item_id": ITEM_RE.search(page).group(1),
+                                 "idempotency_key": KEY_RE.search(page).group(1), "scale": "1",
+                                 "violation": f"{response_id}:honest"})
+    assert old_rule.status_code == 400 and "Unknown rule ids: honest" in old_rule.text
+    submit(client, project.id, csrf, page, scale="1", violation=f"{response_id}:polite")
+    first, second = labels(db)
+    assert first.rule_set_id != second.rule_set_id
+    assert second.rule_violations == {response_id: ["polite"]}
+
+
 def test_double_submit_stores_one_label(client, db) -> None:
     admin = make_user("admin@example.org", admin=True)
     make_user("lee@example.org")
