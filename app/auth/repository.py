@@ -8,6 +8,7 @@ from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from app.models import ApiToken, LoginFailure, User, UserSession
+from app.projects import repository as projects
 
 
 def get_user(db: Session, *, user_id: int) -> User | None:
@@ -26,9 +27,28 @@ _SESSION_WITH_USER = (select(UserSession, User).join(User, User.id == UserSessio
                       .where(UserSession.id_hash == bindparam("id_hash")))  # built once
 
 
-def get_session_with_user(db: Session, *, id_hash: str) -> tuple[UserSession, User] | None:
-    row = db.execute(_SESSION_WITH_USER, {"id_hash": id_hash}).first()
-    return (row[0], row[1]) if row else None
+# The same, and the project a request is about with the user's role in it: a project page's
+# login and authorization in one round trip (app.projects.policies.authorize then reads them
+# from the transaction's memo).
+_SESSION_WITH_USER_AND_PROJECT = projects.with_project_and_role(_SESSION_WITH_USER,
+                                                                user_id=User.id)
+
+
+def get_session_with_user(db: Session, *, id_hash: str,
+                          project_id: int | None = None) -> tuple[UserSession, User] | None:
+    """The login session and its user; given ``project_id``, the project and the user's role
+    in it are read in the same query, for the request's authorization."""
+    if project_id is None:
+        row = db.execute(_SESSION_WITH_USER, {"id_hash": id_hash}).first()
+        return (row[0], row[1]) if row else None
+    row = db.execute(_SESSION_WITH_USER_AND_PROJECT,
+                     {"id_hash": id_hash, "project_id": project_id}).first()
+    if row is None:
+        return None
+    session, user, project, role = row
+    projects.remember_project_and_role(db, project_id=project_id, user_id=user.id,
+                                       project=project, role=role)
+    return session, user
 
 
 def delete_session(db: Session, *, id_hash: str) -> None:

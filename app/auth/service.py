@@ -145,8 +145,12 @@ def start_session(db: Session, *, user: User, max_age_s: int) -> NewSession:
     return NewSession(session_id=session_id, csrf_token=csrf)
 
 
-def resolve_session(db: Session, *, session_id: str) -> tuple[User, UserSession] | None:
-    found = repository.get_session_with_user(db, id_hash=sha256_hex(session_id))
+def resolve_session(db: Session, *, session_id: str,
+                    project_id: int | None = None) -> tuple[User, UserSession] | None:
+    """The session's user and session row, if it is live; given ``project_id``, the query
+    also reads that project for the request's authorization (same round trip)."""
+    found = repository.get_session_with_user(db, id_hash=sha256_hex(session_id),
+                                             project_id=project_id)
     if found is None:
         return None
     row, user = found

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from app.consensus import aggregate, repository
@@ -26,7 +27,7 @@ from app.consensus.repository import ItemInputs
 from app.core.db import session_scope
 from app.core.errors import BadRequest, Conflict, NotFound
 from app.items import repository as items
-from app.models import Adjudication, HumanLabel, Item, ItemConsensus, Project, Response, User
+from app.models import Adjudication, HumanLabel, Item, ItemConsensus, Project, User
 from app.models.consensus import ConsensusSource, ConsensusStatus, Weighting
 from app.models.types import utcnow
 
@@ -256,7 +257,7 @@ def ranking_from_letters(originals: list[int], answer: str) -> list[int]:
     return ranking + [rid for rid in originals if rid not in ranking]
 
 
-def list_gold(db: Session, *, project: Project) -> list[tuple[Item, list[Response]]]:
+def list_gold(db: Session, *, project: Project) -> list[tuple[Item, list[Row]]]:
     return [(item, items.original_responses(db, item_id=item.id))
             for item in repository.gold_items(db, project_id=project.id)]
 
@@ -265,7 +266,7 @@ def list_gold(db: Session, *, project: Project) -> list[tuple[Item, list[Respons
 class AdjudicationTask:
     consensus: ItemConsensus
     item: Item
-    responses: list[Response]
+    responses: list[Row]  # items.original_responses
     labels: list[tuple[HumanLabel, User | None]]
     remaining: int
 

@@ -86,10 +86,26 @@ def list_responses(db: Session, *, item_id: int) -> list[Response]:
     return list(db.scalars(_RESPONSES, {"item_id": item_id}))
 
 
-def original_responses(db: Session, *, item_id: int) -> list[Response]:
-    """The responses an item came with or was generated with: not the human edits."""
-    return [r for r in list_responses(db, item_id=item_id)
-            if r.source != ResponseSource.HUMAN_EDIT]
+_responses = Response.__table__
+_ORIGINAL_RESPONSES = (
+    select(*_responses.c)
+    .where(_responses.c.item_id == bindparam("item_id"),
+           _responses.c.source != ResponseSource.HUMAN_EDIT)
+    .order_by(_responses.c.position, _responses.c.id)
+)
+
+
+def original_responses(db: Session, *, item_id: int) -> list[Row]:
+    """The responses an item came with or was generated with, not the human edits, in
+    order: rows with a Response's attributes, read-only (no ORM objects: the labeling page
+    reads them for every item it shows)."""
+    return list(db.connection().execute(_ORIGINAL_RESPONSES, {"item_id": item_id}))
+
+
+def count_responses(db: Session, *, item_id: int) -> int:
+    """How many responses the item has, human edits included (the next one's position)."""
+    return db.scalar(select(func.count()).select_from(_responses)
+                     .where(_responses.c.item_id == item_id)) or 0
 
 
 _LOCK_ITEM_KEYS = (

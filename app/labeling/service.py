@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from app.core.errors import BadRequest, Conflict, NotFound
@@ -34,7 +35,7 @@ class Task:
 
     assignment: Assignment
     item: Item
-    responses: list[Response]
+    responses: list[Row]  # the original responses (items.original_responses)
     rules: list[Rule]
     # The judge's verdict, only when the admin turned suggestions on (labelers work blind).
     suggestion: AiLabel | None = None
@@ -98,7 +99,7 @@ def _task(db: Session, project: Project, assignment: Assignment,
     if item is None:
         raise NotFound("That item is gone.")
     originals = items.original_responses(db, item_id=item.id)
-    _, rules = get_rules(db, project_id=project.id, current=project.current_rule_set_id)
+    _, rules = get_rules(db, project_id=project.id, current=project)
     return Task(assignment=assignment, item=item, responses=originals, rules=rules,
                 suggestion=_suggestion(db, project=project, item_id=item.id))
 
@@ -137,9 +138,8 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) ->
         raise Conflict("Your lease on this item expired and other labelers have filled it. "
                        "Your label was not stored; take the next item.")
 
-    responses = items.list_responses(db, item_id=item.id)
-    originals = [r for r in responses if r.source != ResponseSource.HUMAN_EDIT]
-    _, rules = get_rules(db, project_id=project.id, current=project.current_rule_set_id)
+    originals = items.original_responses(db, item_id=item.id)
+    _, rules = get_rules(db, project_id=project.id, current=project)
     values = {
         "project_id": project.id, "item_id": item.id, "user_id": user.id,
         "assignment_id": assignment.id, "rule_set_id": rules[0].rule_set_id if rules else None,
@@ -153,7 +153,7 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) ->
     elif project.task_type == TaskType.RANKING:
         values |= _ranking(data, originals)
     else:
-        values |= _rate_and_edit(db, item.id, data, originals, user, len(responses))
+        values |= _rate_and_edit(db, item.id, data, originals, user)
     # Plain statements, not the ORM's unit of work: on the hot path its flush cost more
     # than the statements it sends.
     label_id = repository.insert_label(db, values)
@@ -189,7 +189,7 @@ def _time_spent(data: LabelIn, assignment: Assignment, now) -> int:  # noqa: ANN
     return min(MAX_DAY_MS, int((now - assignment.leased_at).total_seconds() * 1000))
 
 
-def _violations(data: LabelIn, originals: list[Response],
+def _violations(data: LabelIn, originals: list[Row],
                 rules: list[Rule]) -> dict[str, list[str]]:
     ids = {r.id for r in originals}
     keys = {r.key for r in rules}
@@ -205,7 +205,7 @@ def _violations(data: LabelIn, originals: list[Response],
     return out
 
 
-def _pairwise(data: LabelIn, originals: list[Response]) -> dict:
+def _pairwise(data: LabelIn, originals: list[Row]) -> dict:
     if data.choice is None:
         raise BadRequest("Choose A, B or tie.")
     if data.choice != "tie" and data.strength is None:
@@ -214,15 +214,15 @@ def _pairwise(data: LabelIn, originals: list[Response]) -> dict:
             "choice": data.choice, "strength": None if data.choice == "tie" else data.strength}
 
 
-def _ranking(data: LabelIn, originals: list[Response]) -> dict:
+def _ranking(data: LabelIn, originals: list[Row]) -> dict:
     ids = [r.id for r in originals]
     if not data.ranking or sorted(data.ranking) != sorted(ids):
         raise BadRequest("A ranking must order every response of the item exactly once.")
     return {"ranking": list(data.ranking)}
 
 
-def _rate_and_edit(db: Session, item_id: int, data: LabelIn, originals: list[Response],
-                   user: User, position: int) -> dict:
+def _rate_and_edit(db: Session, item_id: int, data: LabelIn, originals: list[Row],
+                   user: User) -> dict:
     ids = {r.id for r in originals}
     ratings = data.ratings or {}
     if set(ratings) != ids:
@@ -238,7 +238,8 @@ def _rate_and_edit(db: Session, item_id: int, data: LabelIn, originals: list[Res
     text = data.edit_text.strip()
     if not text or text == parent.text.strip():
         return out  # nothing was changed: no edit to store
-    edited = Response(item_id=item_id, position=position, text=text,
+    edited = Response(item_id=item_id, position=items.count_responses(db, item_id=item_id),
+                      text=text,
                       model_name=None, source=ResponseSource.HUMAN_EDIT,
                       parent_response_id=parent.id, created_by_id=user.id)
     db.add(edited)

@@ -47,8 +47,10 @@ class Project(Base):
     # Not columns: read with the project by the query that authorizes a request
     # (app.projects.repository), so the labeling hot path needs no query of its own for
     # them. None where the project was loaded otherwise: then ask the database.
-    # The id of the latest rule-set version (0: no rules yet).
+    # The latest rule-set version: its id (0: no rules yet) and when it was made (with the
+    # id, what a cache of rule sets checks, ids being reused in a database made anew).
     current_rule_set_id: Mapped[int | None] = query_expression()
+    current_rule_set_at: Mapped[datetime | None] = query_expression()
     # Whether the judge's suggestions are shown to labelers (app.judging).
     shows_suggestions: Mapped[bool | None] = query_expression()
 

@@ -58,37 +58,40 @@ def update_project(db: Session, *, project: Project, data: ProjectIn) -> Project
 
 
 # Rule sets by id, for every request of this process: a rule set never changes once made
-# (new rules make a new version), so its id is its version of the rules.
+# (new rules make a new version), so its id and time of making name its rules.
 _RULE_SETS: dict[int, tuple[RuleSet, list[Rule]]] = {}
 _RULE_SETS_KEPT = 256
 
 
 def get_rules(db: Session, *, project_id: int,
-              current: int | None = None) -> tuple[RuleSet | None, list[Rule]]:
+              current: Project | None = None) -> tuple[RuleSet | None, list[Rule]]:
     """The project's current rules; read once per session (a request), then remembered.
 
-    ``current``, the id of the project's latest rule set as read with the project
-    (``Project.current_rule_set_id``; 0: none), spares the query: that rule set comes from
-    this process's cache, read once. Its rows are detached from the session, read-only.
+    ``current``, the project as the request's authorization read it (with its latest rule
+    set's id and time, ``Project.current_rule_set_id``/``_at``), spares the query: that rule
+    set comes from this process's cache, read once. Its rows are detached, read-only.
     """
     rules = memo(db, "rules")
     if project_id in rules:
         return rules[project_id]
-    if current == 0:
+    wanted = (current.current_rule_set_id, current.current_rule_set_at) if current else None
+    if wanted is not None and wanted[0] == 0:
         rules[project_id] = (None, [])
         return rules[project_id]
-    cached = _RULE_SETS.get(current) if current is not None else None
-    if cached is not None and cached[0].project_id == project_id:
+    cached = _RULE_SETS.get(wanted[0]) if wanted is not None and wanted[0] else None
+    if cached is not None and (cached[0].project_id, cached[0].created_at) == (project_id,
+                                                                               wanted[1]):
         rules[project_id] = cached
         return cached
     found = repository.current_rules(db, project_id=project_id)
     rules[project_id] = found
-    if current is not None and found[0] is not None and found[0].id == current:
+    if wanted is not None and found[0] is not None and (
+            found[0].id, found[0].created_at) == wanted:
         for row in (found[0], *found[1]):
             db.expunge(row)
         if len(_RULE_SETS) >= _RULE_SETS_KEPT:
             _RULE_SETS.clear()
-        _RULE_SETS[current] = found
+        _RULE_SETS[found[0].id] = found
     return found
 
 
