@@ -195,6 +195,10 @@ def bench_labeling(server: Server, ctx: dict, labels: int, think_ms: float = 0.0
         "thread_exceptions": [t.exception for t in threads if t.exception],
         "queue_empty_seen": any(t.queue_empty for t in threads),
         "per_labeler": [t.acked for t in threads],
+        # Each labeler's submit p50 / p99: labelers served by a busier web process (each
+        # process keeps the connections it accepted) stand out here.
+        "per_labeler_submit_ms": [[summary_ms(t.submit_s)["p50_ms"],
+                                   summary_ms(t.submit_s)["p99_ms"]] for t in threads],
         "target_p99_ms": LATENCY_TARGET_MS,
         "meets_target": (nxt["p99_ms"] < LATENCY_TARGET_MS
                          and sub["p99_ms"] < LATENCY_TARGET_MS),

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.orm import Session
 
+from app.core.db import ONE_ROW
 from app.models import ApiToken, LoginFailure, User, UserSession
 from app.projects import repository as projects
 
@@ -98,7 +99,7 @@ def login_failure_time(db: Session, *, since: datetime, offset: int, email: str 
                        ip: str | None = None) -> datetime | None:
     """The time of the ``offset``-th failure (oldest first) since ``since``."""
     query = _failures(since=since, email=email, ip=ip)
-    return db.scalar(query.order_by(LoginFailure.created_at).offset(offset).limit(1))
+    return db.scalar(query.order_by(LoginFailure.created_at).offset(offset).limit(ONE_ROW))
 
 
 def add_login_failure(db: Session, *, email: str, ip: str, at: datetime) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, func, insert, select, true, update
 from sqlalchemy.orm import Session
 
+from app.core.db import ONE_ROW
 from app.models import (
     Adjudication,
     AiLabel,
@@ -158,7 +159,7 @@ def next_to_adjudicate(db: Session, *, project_id: int, skip: list[int]) -> Item
     query = (select(ItemConsensus)
              .where(ItemConsensus.project_id == project_id,
                     ItemConsensus.status.in_(NEEDS_ADJUDICATION))
-             .order_by(ItemConsensus.item_id).limit(1))
+             .order_by(ItemConsensus.item_id).limit(ONE_ROW))
     if skip:
         query = query.where(ItemConsensus.item_id.not_in(skip))
     return db.scalar(query)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-from sqlalchemy import Engine, MetaData, create_engine, event, make_url
+from sqlalchemy import Engine, MetaData, create_engine, event, literal_column, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.core.config import get_settings
@@ -172,6 +172,12 @@ def get_engine() -> Engine:
 def get_sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
 
+
+# For ``.limit(ONE_ROW)``: LIMIT 1 written into the SQL, not sent as a parameter. PostgreSQL
+# plans a prepared statement whose LIMIT is a parameter as if it fetched a tenth of the rows,
+# finds that generic plan dearer than the plans made for LIMIT 1, and so plans the statement
+# anew at every run (planning was ~13% of its CPU under labeling load).
+ONE_ROW = literal_column("1")
 
 _MEMO = "tandem_memo"
 

@@ -19,6 +19,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Select, func, select, text
 from sqlalchemy.orm import Session
 
+from app.core.db import ONE_ROW
 from app.models import Assignment, HumanLabel, Item, ItemConsensus, ItemTag, User
 from app.models.labels import AssignmentStatus
 
@@ -177,7 +178,8 @@ class _Tagged:
         """The first key past the cursor (the last before it, going back)."""
         query = query.where(*_past(keys, low, high))
         key = keys[0]
-        return self.db.scalar(query.order_by(key.desc() if high is not None else key).limit(1))
+        return self.db.scalar(query.order_by(key.desc() if high is not None else key)
+                              .limit(ONE_ROW))
 
     def _fewer(self, query: Select, keys: list[ColumnElement], low: int,
                high: int | None) -> bool:

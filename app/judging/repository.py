@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from app.core.db import ONE_ROW
 from app.items import repository as items
 from app.models import AiLabel, HumanLabel, Item, JudgeCacheEntry, JudgeConfig, JudgeRun
 from app.models import JudgeRunItem as RunItem
@@ -23,7 +24,7 @@ def preview_item_id(db: Session, *, project_id: int, external_id: str = "") -> i
     query = select(Item.id).where(Item.project_id == project_id, Item.ready)
     if external_id:
         query = query.where(Item.external_id == external_id)
-    return db.scalar(query.order_by(Item.id).limit(1))
+    return db.scalar(query.order_by(Item.id).limit(ONE_ROW))
 
 
 def get_run(db: Session, *, run_id: int) -> JudgeRun | None:
@@ -186,7 +187,7 @@ _SUGGESTION = (
            select(JudgeConfig.id).where(JudgeConfig.project_id == bindparam("project_id"),
                                         JudgeConfig.show_suggestions).exists())
     .order_by(AiLabel.id.desc())
-    .limit(1)
+    .limit(ONE_ROW)
 )
 
 
@@ -198,7 +199,7 @@ def shown_suggestion(db: Session, *, project_id: int, item_id: int) -> AiLabel |
 
 def latest_ai_label(db: Session, *, item_id: int) -> AiLabel | None:
     return db.scalar(select(AiLabel).where(AiLabel.item_id == item_id)
-                     .order_by(AiLabel.id.desc()).limit(1))
+                     .order_by(AiLabel.id.desc()).limit(ONE_ROW))
 
 
 def set_item_routing(db: Session, *, item_id: int, route: str) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from app.core.db import memo
+from app.core.db import ONE_ROW, memo
 from app.items.repository import in_queue_when, lock_item_keys
 from app.models import Assignment, HumanLabel, Item, ProgressCount, Project, User
 from app.models.labels import AssignmentStatus
@@ -47,7 +47,7 @@ _ACTIVE_ASSIGNMENT = (
         Assignment.status == AssignmentStatus.ACTIVE,
     )
     .order_by(Assignment.id)
-    .limit(1)
+    .limit(ONE_ROW)
 )
 _ASSIGNMENT = select(Assignment).where(Assignment.item_id == bindparam("item_id"),
                                        Assignment.user_id == bindparam("user_id"))
@@ -132,7 +132,7 @@ _NEXT_CANDIDATE = (
         < bindparam("k"),
     )
     .order_by(Item.queue_rank, Item.id)  # what the judge was unsure of, first
-    .limit(1)
+    .limit(ONE_ROW)
     # SQLite's planner would rather range over label_count and sort every open item.
     .with_hint(Item, "INDEXED BY ix_items_human_queue", "sqlite")
 )
@@ -158,7 +158,7 @@ def next_gold_item(db: Session, *, project_id: int, user_id: int) -> Item | None
         .where(Item.project_id == project_id, Item.ready, Item.is_gold,
                ~exists().where(Assignment.item_id == Item.id, Assignment.user_id == user_id))
         .order_by(Item.id)
-        .limit(1)
+        .limit(ONE_ROW)
     )
 
 
@@ -283,7 +283,7 @@ _EARLIER_LABEL = (
     .where(or_(HumanLabel.idempotency_key == bindparam("key"),
                and_(HumanLabel.item_id == bindparam("item_id"),
                     HumanLabel.user_id == bindparam("user_id"))))
-    .limit(1)
+    .limit(ONE_ROW)
 )
 
 
@@ -295,7 +295,7 @@ _ASSIGNMENT_AND_EARLIER = select(
     .where(or_(HumanLabel.idempotency_key == bindparam("key"),
                and_(HumanLabel.item_id == bindparam("item_id"),
                     HumanLabel.user_id == bindparam("user_id"))))
-    .limit(1)
+    .limit(ONE_ROW)
     .scalar_subquery(),
 ).where(Assignment.item_id == bindparam("item_id"), Assignment.user_id == bindparam("user_id"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, Select, bindparam, exists, func, select, type_coerce
 from sqlalchemy.orm import Session, with_expression
 
-from app.core.db import memo
+from app.core.db import ONE_ROW, memo
 from app.models import JudgeConfig, Project, ProjectMember, Rule, RuleSet, User
 from app.models.types import UTCDateTime
 
@@ -18,7 +18,7 @@ def get_project(db: Session, *, project_id: int) -> Project | None:
 # the labeling hot path needs (Project.current_rule_set_id, Project.shows_suggestions).
 def _latest_rule_set(column):  # noqa: ANN001, ANN202
     return (select(column).where(RuleSet.project_id == Project.id)
-            .order_by(RuleSet.version.desc()).limit(1).scalar_subquery())
+            .order_by(RuleSet.version.desc()).limit(ONE_ROW).scalar_subquery())
 
 
 _PROJECT_STATE = (
@@ -120,7 +120,7 @@ _CURRENT_RULES = (  # built once
     .where(RuleSet.id == select(RuleSet.id)
            .where(RuleSet.project_id == bindparam("project_id"))
            .order_by(RuleSet.version.desc())
-           .limit(1)
+           .limit(ONE_ROW)
            .scalar_subquery())
     .order_by(Rule.position)
 )

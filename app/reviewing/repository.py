@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from app.core.db import ONE_ROW
 from app.models import AiLabel, Review
 
 
@@ -21,7 +22,7 @@ def next_to_review(db: Session, *, project_id: int, skip: list[int]) -> AiLabel 
         .where(AiLabel.id.in_(latest_ai_labels(project_id)), AiLabel.route == "review",
                ~select(Review.id).where(Review.ai_label_id == AiLabel.id).exists())
         .order_by(AiLabel.id)
-        .limit(1)
+        .limit(ONE_ROW)
     )
     if skip:
         query = query.where(AiLabel.id.not_in(skip))

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.core.db import ONE_ROW
 from app.models import ModelCheckpoint, TrainingMetric, TrainingRun
 from app.models.training import TrainingStatus
 
@@ -40,7 +41,7 @@ def checkpoints(db: Session, *, project_id: int) -> list[ModelCheckpoint]:
 
 def checkpoint_of_run(db: Session, *, run_id: int) -> ModelCheckpoint | None:
     return db.scalar(select(ModelCheckpoint).where(ModelCheckpoint.run_id == run_id)
-                     .order_by(ModelCheckpoint.id.desc()).limit(1))
+                     .order_by(ModelCheckpoint.id.desc()).limit(ONE_ROW))
 
 
 def stale_running(db: Session, *, before: datetime) -> list[TrainingRun]:
