@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     Integer,
@@ -190,8 +191,9 @@ def used_slots(db: Session, *, item_id: int, now: datetime, except_user: int | N
 # the statement.
 
 
-def _recount_statement():  # noqa: ANN202
-    labels = _labels_on(bindparam("counted_item"))
+def _recount_statement(plus: int = 0):  # noqa: ANN202
+    labels = _labels_on(bindparam("counted_item")) + plus if plus else _labels_on(
+        bindparam("counted_item"))
     return (update(_items).where(_items.c.id == bindparam("counted_item"))
             .values(label_count=labels, in_queue=in_queue_when(labels), consensus_stale=True))
 
@@ -219,6 +221,59 @@ def insert_label(db: Session, values: dict) -> int:
     """Store a label (the columns it has; the others take their defaults); its id."""
     db.flush()  # whatever the ORM holds (an edited response) goes first
     return db.connection().execute(_INSERT_LABEL, values).scalar_one()
+
+
+def store_label(db: Session, values: dict, *, assignment: Assignment, now: datetime) -> int:
+    """A submitted label: insert it, end its lease (submitted) and recount its item (see
+    recount_labels), under the item's lock; the label's id.
+
+    On PostgreSQL the three writes are one statement, a round trip instead of three: the
+    INSERT and the lease's UPDATE as data-modifying WITH queries of the item's UPDATE. They
+    all see the statement's snapshot, which does not hold the new label: the recount adds it.
+    """
+    if db.get_bind().dialect.name != "postgresql":
+        label_id = insert_label(db, values)
+        end_assignment(db, assignment=assignment, status=AssignmentStatus.SUBMITTED, now=now)
+        recount_labels(db, item_id=values["item_id"])
+        return label_id
+    db.flush()  # whatever the ORM holds (an edited response) goes first
+    columns = tuple(sorted(values))
+    statement = _STORE_LABEL.get(columns)
+    if statement is None:
+        statement = _STORE_LABEL.setdefault(columns, _store_label_statement(columns))
+    label_id = db.connection().execute(statement, {
+        **{f"label_{name}": value for name, value in values.items()},
+        "ended_assignment": assignment.id, "ended_at": now,
+        "counted_item": values["item_id"]}).scalar_one()
+    _expire_written(db, assignment=assignment, item_id=values["item_id"])
+    return label_id
+
+
+# store_label's statement on PostgreSQL, for each set of label columns (the task types').
+_STORE_LABEL: dict[tuple[str, ...], Any] = {}
+
+
+def _store_label_statement(columns: tuple[str, ...]):  # noqa: ANN202
+    c = _labels.c
+    label = (insert(_labels).values({name: bindparam(f"label_{name}", type_=c[name].type)
+                                     for name in columns})
+             .returning(c.id).cte("new_label"))
+    ended = (update(_assignments)
+             .where(_assignments.c.id == bindparam("ended_assignment"))
+             .values(status=AssignmentStatus.SUBMITTED,
+                     finished_at=bindparam("ended_at", type_=UTCDateTime))
+             .returning(_assignments.c.id).cte("ended_lease"))
+    return (_recount_statement(plus=1).add_cte(label).add_cte(ended)
+            .returning(select(label.c.id).scalar_subquery()))
+
+
+def _expire_written(db: Session, *, assignment: Assignment, item_id: int) -> None:
+    """Loaded objects whose columns a Core statement just wrote are read again if asked."""
+    if assignment in db:
+        db.expire(assignment, ["status", "finished_at"])
+    loaded = db.identity_map.get(db.identity_key(Item, item_id))
+    if loaded is not None:
+        db.expire(loaded, ["label_count", "in_queue", "consensus_stale"])
 
 
 def _insert_assignment_if_room():  # noqa: ANN202

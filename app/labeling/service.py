@@ -156,11 +156,8 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) ->
         values |= _rate_and_edit(db, item.id, data, originals, user)
     # Plain statements, not the ORM's unit of work: on the hot path its flush cost more
     # than the statements it sends.
-    label_id = repository.insert_label(db, values)
-    repository.end_assignment(db, assignment=assignment, status=AssignmentStatus.SUBMITTED,
-                              now=now)
+    label_id = repository.store_label(db, values, assignment=assignment, now=now)
     repository.lease_ended(db, project_id=project.id, user_id=user.id)
-    repository.recount_labels(db, item_id=item.id)
     return label_id
 
 
