@@ -163,12 +163,15 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) ->
 
 def skip_item(db: Session, *, project: Project, user: User, item_id: int) -> None:
     """Hand the item back to the queue; this labeler will not get it again."""
+    # The queue lock first (the next item follows under it): the lease is then read as it is.
+    repository.lock_user_queue(db, project_id=project.id, user_id=user.id)
     assignment = repository.get_assignment(db, item_id=item_id, user_id=user.id)
     if assignment is None or assignment.project_id != project.id:
         raise NotFound("That item is not assigned to you.")
     if assignment.status == AssignmentStatus.ACTIVE:
         repository.end_assignment(db, assignment=assignment, status=AssignmentStatus.SKIPPED,
                                   now=utcnow())
+        repository.lease_ended(db, project_id=project.id, user_id=user.id)
 
 
 def release_leases(db: Session, *, user_id: int) -> int:
