@@ -192,8 +192,10 @@ def used_slots(db: Session, *, item_id: int, now: datetime, except_user: int | N
 
 
 def _recount_statement(plus: int = 0):  # noqa: ANN202
-    labels = _labels_on(bindparam("counted_item")) + plus if plus else _labels_on(
-        bindparam("counted_item"))
+    """``plus``: labels stored by the same statement, which its snapshot does not hold."""
+    labels = _labels_on(bindparam("counted_item"))
+    if plus:
+        labels = labels + plus
     return (update(_items).where(_items.c.id == bindparam("counted_item"))
             .values(label_count=labels, in_queue=in_queue_when(labels), consensus_stale=True))
 
@@ -206,9 +208,21 @@ def recount_labels(db: Session, *, item_id: int) -> None:
     """Set the item's label count from its labels (one UPDATE; the value is recounted), its
     place in the human queue, and mark its consensus for recomputing."""
     db.connection().execute(_RECOUNT, {"counted_item": item_id})
+    _counted(db, item_id=item_id)
+
+
+def _counted(db: Session, *, item_id: int) -> None:
+    """A Core statement recounted the item: if it is loaded, its counts are read again when
+    asked."""
     loaded = db.identity_map.get(db.identity_key(Item, item_id))
     if loaded is not None:
-        db.expire(loaded, ["label_count", "in_queue", "consensus_stale"])  # read again if asked
+        db.expire(loaded, ["label_count", "in_queue", "consensus_stale"])
+
+
+def _ended(db: Session, *, assignment: Assignment) -> None:
+    """The same for a lease a Core statement ended."""
+    if assignment in db:
+        db.expire(assignment, ["status", "finished_at"])
 
 
 _INSERT_LABEL = insert(_labels).returning(_labels.c.id)
@@ -245,7 +259,8 @@ def store_label(db: Session, values: dict, *, assignment: Assignment, now: datet
         **{f"label_{name}": value for name, value in values.items()},
         "ended_assignment": assignment.id, "ended_at": now,
         "counted_item": values["item_id"]}).scalar_one()
-    _expire_written(db, assignment=assignment, item_id=values["item_id"])
+    _ended(db, assignment=assignment)
+    _counted(db, item_id=values["item_id"])
     return label_id
 
 
@@ -265,15 +280,6 @@ def _store_label_statement(columns: tuple[str, ...]):  # noqa: ANN202
              .returning(_assignments.c.id).cte("ended_lease"))
     return (_recount_statement(plus=1).add_cte(label).add_cte(ended)
             .returning(select(label.c.id).scalar_subquery()))
-
-
-def _expire_written(db: Session, *, assignment: Assignment, item_id: int) -> None:
-    """Loaded objects whose columns a Core statement just wrote are read again if asked."""
-    if assignment in db:
-        db.expire(assignment, ["status", "finished_at"])
-    loaded = db.identity_map.get(db.identity_key(Item, item_id))
-    if loaded is not None:
-        db.expire(loaded, ["label_count", "in_queue", "consensus_stale"])
 
 
 def _insert_assignment_if_room():  # noqa: ANN202
@@ -312,8 +318,7 @@ def end_assignment(db: Session, *, assignment: Assignment, status: str, now: dat
     """The lease ends: submitted, skipped or expired."""
     db.connection().execute(_END_ASSIGNMENT,
                             {"assignment_id": assignment.id, "status": status, "now": now})
-    if assignment in db:
-        db.expire(assignment, ["status", "finished_at"])
+    _ended(db, assignment=assignment)
 
 
 def expire_active_leases(db: Session, *, user_id: int, now: datetime) -> int:

@@ -57,9 +57,9 @@ def update_project(db: Session, *, project: Project, data: ProjectIn) -> Project
     return project
 
 
-# Rule sets by id, for every request of this process: a rule set never changes once made
-# (new rules make a new version), so its id and time of making name its rules.
-_RULE_SETS: dict[int, tuple[RuleSet, list[Rule]]] = {}
+# Rule sets, for every request of this process: a rule set never changes once made (new
+# rules make a new version), so its id, project and time of making name its rules.
+_RULE_SETS: dict[tuple, tuple[RuleSet, list[Rule]]] = {}
 _RULE_SETS_KEPT = 256
 
 
@@ -72,27 +72,29 @@ def get_rules(db: Session, *, project_id: int,
     set comes from this process's cache, read once. Its rows are detached, read-only.
     """
     rules = memo(db, "rules")
-    if project_id in rules:
-        return rules[project_id]
-    wanted = (current.current_rule_set_id, current.current_rule_set_at) if current else None
-    if wanted is not None and wanted[0] == 0:
-        rules[project_id] = (None, [])
-        return rules[project_id]
-    cached = _RULE_SETS.get(wanted[0]) if wanted is not None and wanted[0] else None
-    if cached is not None and (cached[0].project_id, cached[0].created_at) == (project_id,
-                                                                               wanted[1]):
-        rules[project_id] = cached
-        return cached
-    found = repository.current_rules(db, project_id=project_id)
-    rules[project_id] = found
-    if wanted is not None and found[0] is not None and (
-            found[0].id, found[0].created_at) == wanted:
+    if project_id not in rules:
+        rules[project_id] = _current_rules(db, project_id, current)
+    return rules[project_id]
+
+
+def _current_rules(db: Session, project_id: int,
+                   current: Project | None) -> tuple[RuleSet | None, list[Rule]]:
+    if current is None or current.current_rule_set_id is None:  # not read with the project
+        return repository.current_rules(db, project_id=project_id)
+    if current.current_rule_set_id == 0:
+        return None, []
+    key = (current.current_rule_set_id, project_id, current.current_rule_set_at)
+    cached = _RULE_SETS.get(key)
+    if cached is None:
+        found = repository.current_rules(db, project_id=project_id)
+        if found[0] is None or (found[0].id, found[0].project_id, found[0].created_at) != key:
+            return found  # new rules since the project was read: not cached
         for row in (found[0], *found[1]):
             db.expunge(row)
         if len(_RULE_SETS) >= _RULE_SETS_KEPT:
             _RULE_SETS.clear()
-        _RULE_SETS[found[0].id] = found
-    return found
+        _RULE_SETS[key] = cached = found
+    return cached
 
 
 def set_rules(db: Session, *, project: Project, rules: list[RuleIn]) -> RuleSet:
