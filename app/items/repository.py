@@ -108,7 +108,8 @@ def count_responses(db: Session, *, item_id: int) -> int:
                      .where(_responses.c.item_id == item_id)) or 0
 
 
-_LOCK_ITEM_KEYS = (
+# Parameter ``item_id``; labeling's submit adds its queue lock as a column.
+LOCK_ITEM_KEYS = (
     select(Item.__table__.c.id, Item.__table__.c.project_id, Item.__table__.c.is_gold)
     .where(Item.__table__.c.id == bindparam("item_id"), Item.__table__.c.ready)
     .with_for_update(key_share=True)
@@ -119,7 +120,7 @@ def lock_item_keys(db: Session, *, item_id: int) -> Row | None:
     """``lock_item`` without loading the item: the row's ``id``, ``project_id`` and
     ``is_gold``, which is all a submitted label needs (its prompt and metadata, JSON to
     decode, are not read)."""
-    return db.connection().execute(_LOCK_ITEM_KEYS, {"item_id": item_id}).first()
+    return db.connection().execute(LOCK_ITEM_KEYS, {"item_id": item_id}).first()
 
 
 def lock_item(db: Session, *, item_id: int) -> Item | None:

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from app.core.db import ONE_ROW, memo
-from app.items.repository import in_queue_when, lock_item_keys
+from app.items.repository import LOCK_ITEM_KEYS, in_queue_when, lock_item_keys
 from app.models import Assignment, HumanLabel, Item, ProgressCount, Project, User
 from app.models.labels import AssignmentStatus
 from app.models.types import UTCDateTime
@@ -71,32 +71,31 @@ def lock_user_queue(db: Session, *, project_id: int, user_id: int) -> None:
 
     SQLite needs nothing: its writers hold the database lock from BEGIN IMMEDIATE.
     """
-    held = memo(db, "queue_locks")
-    if (project_id, user_id) in held or db.get_bind().dialect.name != "postgresql":
-        return
-    db.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), {"a": project_id, "b": user_id})
-    held[(project_id, user_id)] = True
+    if _queue_lock_to_take(db, project_id=project_id, user_id=user_id):
+        db.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"),
+                   {"a": project_id, "b": user_id})
+        memo(db, "queue_locks")[(project_id, user_id)] = True
 
 
-_items, _labels, _assignments = Item.__table__, HumanLabel.__table__, Assignment.__table__
+def _queue_lock_to_take(db: Session, *, project_id: int, user_id: int) -> bool:
+    """Whether the labeler's queue lock is still to be taken in this transaction."""
+    return (db.get_bind().dialect.name == "postgresql"
+            and (project_id, user_id) not in memo(db, "queue_locks"))
+
+
 # A submit's first statement: the labeled item's row lock (only the columns the label needs:
 # no JSON prompt to decode) and, on PostgreSQL, the labeler's queue lock for the next item
 # that follows, one round trip for both. The queue lock comes first (it is taken as the row
 # is read, before the row lock), as in next_task, which takes an item's lock after it.
-_LOCK_ITEM_AND_QUEUE = (
-    select(_items.c.id, _items.c.project_id, _items.c.is_gold,
-           func.pg_advisory_xact_lock(bindparam("project_id"), bindparam("user_id")))
-    .where(_items.c.id == bindparam("item_id"), _items.c.ready)
-    .with_for_update(key_share=True)
-)
+_LOCK_ITEM_AND_QUEUE = LOCK_ITEM_KEYS.add_columns(
+    func.pg_advisory_xact_lock(bindparam("project_id"), bindparam("user_id")))
 
 
 def lock_item_and_queue(db: Session, *, item_id: int, project_id: int,
                         user_id: int) -> Row | None:
     """``items.lock_item_keys``, and ``lock_user_queue`` in the same round trip when the item
     exists (PostgreSQL). The row has the item's ``id``, ``project_id`` and ``is_gold``."""
-    if db.get_bind().dialect.name != "postgresql" or (project_id, user_id) in memo(
-            db, "queue_locks"):
+    if not _queue_lock_to_take(db, project_id=project_id, user_id=user_id):
         return lock_item_keys(db, item_id=item_id)
     row = db.connection().execute(_LOCK_ITEM_AND_QUEUE, {
         "item_id": item_id, "project_id": project_id, "user_id": user_id}).first()
@@ -185,6 +184,7 @@ def used_slots(db: Session, *, item_id: int, now: datetime, except_user: int | N
                                    "except_user": except_user or 0}) or 0
 
 
+_items, _labels, _assignments = Item.__table__, HumanLabel.__table__, Assignment.__table__
 # The hot path's writes are Core statements on the tables (_items, _labels, _assignments),
 # built once and run on the session's connection: the ORM's flush of one object, and even its
 # handling of an ORM-enabled INSERT or UPDATE (bulk-persistence bookkeeping), cost more than

@@ -239,8 +239,7 @@ def _rate_and_edit(db: Session, item_id: int, data: LabelIn, originals: list[Row
     if not text or text == parent.text.strip():
         return out  # nothing was changed: no edit to store
     edited = Response(item_id=item_id, position=items.count_responses(db, item_id=item_id),
-                      text=text,
-                      model_name=None, source=ResponseSource.HUMAN_EDIT,
+                      text=text, model_name=None, source=ResponseSource.HUMAN_EDIT,
                       parent_response_id=parent.id, created_by_id=user.id)
     db.add(edited)
     db.flush()

@@ -14,13 +14,13 @@ def get_project(db: Session, *, project_id: int) -> Project | None:
     return db.get(Project, project_id)
 
 
-# Read with every project by the queries that authorize a request: the project's state that
-# the labeling hot path needs (Project.current_rule_set_id, Project.shows_suggestions).
 def _latest_rule_set(column):  # noqa: ANN001, ANN202
     return (select(column).where(RuleSet.project_id == Project.id)
             .order_by(RuleSet.version.desc()).limit(ONE_ROW).scalar_subquery())
 
 
+# Read with every project by the queries that authorize a request: the project's state that
+# the labeling hot path needs (Project.current_rule_set_id and _at, .shows_suggestions).
 _PROJECT_STATE = (
     with_expression(Project.current_rule_set_id, func.coalesce(_latest_rule_set(RuleSet.id), 0)),
     with_expression(Project.current_rule_set_at,
@@ -36,19 +36,18 @@ def with_project_and_role(query: Select, *, user_id: ColumnElement) -> Select:
     is the column ``user_id`` (None: not a member). Outer joins: ``query``'s rows stay."""
     return (query.add_columns(Project, ProjectMember.role)
             .outerjoin(Project, Project.id == bindparam("project_id"))
-            .outerjoin(ProjectMember, (ProjectMember.project_id == Project.id)
-                       & (ProjectMember.user_id == user_id))
+            .outerjoin(ProjectMember, _membership(user_id))
             .options(*_PROJECT_STATE))
+
+
+def _membership(user_id: ColumnElement) -> ColumnElement[bool]:
+    return (ProjectMember.project_id == Project.id) & (ProjectMember.user_id == user_id)
 
 
 # Built once: every project page and labeling call runs it with new parameters.
 _PROJECT_AND_ROLE = (
     select(Project, ProjectMember.role)
-    .outerjoin(
-        ProjectMember,
-        (ProjectMember.project_id == Project.id)
-        & (ProjectMember.user_id == bindparam("user_id")),
-    )
+    .outerjoin(ProjectMember, _membership(bindparam("user_id")))
     .where(Project.id == bindparam("project_id"))
     .options(*_PROJECT_STATE)
 )
