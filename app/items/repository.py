@@ -102,6 +102,18 @@ def original_responses(db: Session, *, item_id: int) -> list[Row]:
     return list(db.connection().execute(_ORIGINAL_RESPONSES, {"item_id": item_id}))
 
 
+def with_original_responses(lead: Any) -> Any:
+    """A one-row ``lead`` (a CTE that writes, say) and the original responses of the item
+    ``item_id`` (as ``original_responses``), in one statement: a row per response, the lead's
+    columns first; one with NULL response columns when the item has none; no rows when the
+    lead has none. Its column names must differ from a response's."""
+    r = _responses.c
+    return (select(*lead.c, *r).select_from(lead)
+            .outerjoin(_responses, and_(r.item_id == bindparam("item_id"),
+                                        r.source != ResponseSource.HUMAN_EDIT))
+            .order_by(r.position, r.id))
+
+
 def count_responses(db: Session, *, item_id: int) -> int:
     """How many responses the item has, human edits included (the next one's position)."""
     return db.scalar(select(func.count()).select_from(_responses)

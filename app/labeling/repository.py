@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +24,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from app.core.db import ONE_ROW, memo
-from app.items.repository import LOCK_ITEM_KEYS, in_queue_when, lock_item_keys
+from app.items.repository import (
+    LOCK_ITEM_KEYS,
+    in_queue_when,
+    lock_item_keys,
+    original_responses,
+    with_original_responses,
+)
 from app.models import Assignment, HumanLabel, Item, ProgressCount, Project, User
 from app.models.labels import AssignmentStatus
 from app.models.types import UTCDateTime
@@ -220,13 +227,14 @@ def _counted(db: Session, *, item_id: int) -> None:
 
 
 def _ended(db: Session, *, assignment: Assignment) -> None:
-    """The same for a lease a Core statement ended."""
-    if assignment in db:
-        db.expire(assignment, ["status", "finished_at"])
+    """The same for a lease a Core statement ended (``assignment``: loaded, or read as a
+    row)."""
+    loaded = db.identity_map.get(db.identity_key(Assignment, assignment.id))
+    if loaded is not None:
+        db.expire(loaded, ["status", "finished_at"])
 
 
 _INSERT_LABEL = insert(_labels).returning(_labels.c.id)
-_INSERT_ASSIGNMENT = insert(_assignments).returning(_assignments.c.id)
 _END_ASSIGNMENT = (update(_assignments).where(_assignments.c.id == bindparam("assignment_id"))
                    .values(status=bindparam("status"), finished_at=bindparam("now")))
 
@@ -282,36 +290,50 @@ def _store_label_statement(columns: tuple[str, ...]):  # noqa: ANN202
             .returning(select(label.c.id).scalar_subquery()))
 
 
-def _insert_assignment_if_room():  # noqa: ANN202
-    """The lease's INSERT, made only while the item's labels and others' live leases leave a
-    slot: the recount and the insert in one statement, so one snapshot and one round trip."""
+def _insert_assignment(*, if_room: bool):  # noqa: ANN202
+    """The lease's INSERT; ``if_room``: made only while the item's labels and others' live
+    leases leave a slot, the recount and the insert in one statement, so one snapshot."""
     c = _assignments.c
     names = ["project_id", "item_id", "user_id", "status", "leased_at", "expires_at"]
-    row = select(*(bindparam(name, type_=c[name].type) for name in names)).where(
-        _slots_taken(bindparam("leased_at", type_=UTCDateTime)) < bindparam("k", type_=Integer))
-    return insert(_assignments).from_select(names, row).returning(c.id)
+    row = select(*(bindparam(name, type_=c[name].type) for name in names))
+    if if_room:
+        row = row.where(_slots_taken(bindparam("leased_at", type_=UTCDateTime))
+                        < bindparam("k", type_=Integer))
+    return insert(_assignments).from_select(names, row).returning(c.id.label("lease_id"))
 
 
-_INSERT_ASSIGNMENT_IF_ROOM = _insert_assignment_if_room()
+# [if_room]: the lease alone (SQLite), and with the responses the page shows (PostgreSQL:
+# data-modifying WITH query).
+_INSERT_LEASE = {if_room: _insert_assignment(if_room=if_room) for if_room in (False, True)}
+_LEASE_AND_RESPONSES = {
+    if_room: with_original_responses(statement.cte("new_lease"))
+    for if_room, statement in _INSERT_LEASE.items()}
 
 
-def insert_assignment(db: Session, *, project_id: int, item_id: int, user_id: int,
-                      now: datetime, until: datetime, k: int | None = None) -> Assignment | None:
-    """A live lease of the item to the labeler, until ``until``. Given ``k``, only if the
-    item's labels and others' live leases, counted afresh, leave a slot (else None)."""
+def lease_item(db: Session, *, project_id: int, item_id: int, user_id: int, now: datetime,
+               until: datetime, k: int | None = None) -> tuple[Assignment, list[Row]] | None:
+    """A live lease of the item to the labeler, until ``until``, and the item's original
+    responses (``items.original_responses``), one round trip for both on PostgreSQL. Given
+    ``k``, only if the item's labels and others' live leases, counted afresh, leave a slot
+    (else None)."""
     values = {"project_id": project_id, "item_id": item_id, "user_id": user_id,
               "status": AssignmentStatus.ACTIVE, "leased_at": now, "expires_at": until}
     memo(db, "without_lease").pop((project_id, user_id), None)  # they may hold this one
-    if k is None:
-        assignment_id = db.connection().execute(_INSERT_ASSIGNMENT, values).scalar_one()
+    params = values if k is None else {**values, "k": k}
+    if db.get_bind().dialect.name == "postgresql":
+        rows = db.connection().execute(_LEASE_AND_RESPONSES[k is not None], params).all()
+        lease_id = rows[0].lease_id if rows else None
+        responses = [row for row in rows if row.id is not None]
     else:
-        assignment_id = db.connection().execute(_INSERT_ASSIGNMENT_IF_ROOM,
-                                                {**values, "k": k}).scalar()
-        if assignment_id is None:
-            return None
+        lease_id = db.connection().execute(_INSERT_LEASE[k is not None], params).scalar()
+        responses = None
+    if lease_id is None:
+        return None
+    if responses is None:
+        responses = original_responses(db, item_id=item_id)
     # What the page shows of it; not in the session (nothing of it is changed later in
     # this request, and a query for it loads the row).
-    return Assignment(id=assignment_id, finished_at=None, **values)
+    return Assignment(id=lease_id, finished_at=None, **values), responses
 
 
 def end_assignment(db: Session, *, assignment: Assignment, status: str, now: datetime) -> None:
@@ -347,31 +369,43 @@ _EARLIER_LABEL = (
 )
 
 
-# A submit's two reads in one round trip: the labeler's assignment of the item, and whether
-# a label was already stored under the key or by the labeler on the item (a double submit).
-_ASSIGNMENT_AND_EARLIER = select(
-    Assignment,
-    select(HumanLabel.id)
-    .where(or_(HumanLabel.idempotency_key == bindparam("key"),
-               and_(HumanLabel.item_id == bindparam("item_id"),
-                    HumanLabel.user_id == bindparam("user_id"))))
-    .limit(ONE_ROW)
-    .scalar_subquery(),
-).where(Assignment.item_id == bindparam("item_id"), Assignment.user_id == bindparam("user_id"))
+# A submit's reads in one round trip: the labeler's assignment of the item; whether a label
+# was already stored under the key or by the labeler on the item (a double submit); and the
+# item's original responses, which the label is checked against (a row each).
+_LEASE_COLUMNS = [c.name for c in _assignments.c]
+_ASSIGNMENT_AND_EARLIER = with_original_responses(
+    select(*(_assignments.c[name].label(f"lease_{name}") for name in _LEASE_COLUMNS),
+           _EARLIER_LABEL.with_only_columns(HumanLabel.id).scalar_subquery()
+           .label("earlier_label_id"))
+    .where(_assignments.c.item_id == bindparam("item_id"),
+           _assignments.c.user_id == bindparam("user_id"))
+    .subquery("lease"))
 
 
-def assignment_and_earlier_label(db: Session, *, item_id: int, user_id: int,
-                                 idempotency_key: str) -> tuple[Assignment | None,
-                                                                HumanLabel | None]:
-    """The labeler's assignment of the item, and a label already stored under this key or by
-    this labeler on this item (a double submit): one statement when the assignment exists."""
+@dataclass(frozen=True)
+class Submission:
+    """What a submit finds on the item: the labeler's assignment, a label already stored
+    under the key or by the labeler (a double submit), and the item's original responses."""
+
+    assignment: Assignment | None
+    earlier: HumanLabel | None
+    responses: list[Row]
+
+
+def submission(db: Session, *, item_id: int, user_id: int, idempotency_key: str) -> Submission:
+    """One statement when the assignment exists. Its ``assignment`` is read-only, not in the
+    session (the submit ends it with a Core statement)."""
     params = {"key": idempotency_key, "item_id": item_id, "user_id": user_id}
-    row = db.execute(_ASSIGNMENT_AND_EARLIER, params).first()
-    if row is None:
-        return None, db.scalar(_EARLIER_LABEL, params)
-    assignment, earlier_id = row
-    return assignment, (db.get(HumanLabel, earlier_id) if earlier_id is not None else None)
-
+    rows = db.connection().execute(_ASSIGNMENT_AND_EARLIER, params).all()
+    if not rows:
+        return Submission(None, db.scalar(_EARLIER_LABEL, params), [])
+    first = rows[0]
+    assignment = Assignment(**{name: first._mapping[f"lease_{name}"]
+                               for name in _LEASE_COLUMNS})
+    earlier_id = first.earlier_label_id
+    return Submission(assignment,
+                      db.get(HumanLabel, earlier_id) if earlier_id is not None else None,
+                      [row for row in rows if row.id is not None])
 
 
 def item_status_counts(db: Session, *, project_id: int, k: int, now: datetime) -> dict[str, int]:

@@ -76,13 +76,14 @@ def next_task(db: Session, *, project: Project, user: User) -> Task | None:
         # lease is made only if a recount in its own statement still finds a slot. SQLite's
         # writer holds the whole database from BEGIN IMMEDIATE on.
         recount = not item.is_gold and repository.needs_recount(db)
-        assignment = repository.insert_assignment(
+        leased = repository.lease_item(
             db, project_id=project.id, item_id=item.id, user_id=user.id, now=now,
             until=now + lease, k=project.overlap_k if recount else None)
-        if assignment is None:
+        if leased is None:
             tried.append(item.id)
             continue
-        return _task(db, project, assignment, item)
+        assignment, responses = leased
+        return _task(db, project, assignment, item, responses)
 
 
 def current_task(db: Session, *, project: Project, user: User) -> Task | None:
@@ -93,12 +94,13 @@ def current_task(db: Session, *, project: Project, user: User) -> Task | None:
     return _task(db, project, current)
 
 
-def _task(db: Session, project: Project, assignment: Assignment,
-          item: Item | None = None) -> Task:
+def _task(db: Session, project: Project, assignment: Assignment, item: Item | None = None,
+          originals: list[Row] | None = None) -> Task:
     item = item or items.get_item(db, item_id=assignment.item_id)
     if item is None:
         raise NotFound("That item is gone.")
-    originals = items.original_responses(db, item_id=item.id)
+    if originals is None:
+        originals = items.original_responses(db, item_id=item.id)
     _, rules = get_rules(db, project_id=project.id, current=project)
     return Task(assignment=assignment, item=item, responses=originals, rules=rules,
                 suggestion=_suggestion(db, project=project, item_id=item.id))
@@ -120,8 +122,9 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) ->
                                           user_id=user.id)
     if item is None or item.project_id != project.id:
         raise NotFound("No such item in this project.")
-    assignment, earlier = repository.assignment_and_earlier_label(
-        db, item_id=item.id, user_id=user.id, idempotency_key=data.idempotency_key)
+    found = repository.submission(db, item_id=item.id, user_id=user.id,
+                                  idempotency_key=data.idempotency_key)
+    assignment, earlier, originals = found.assignment, found.earlier, found.responses
     if earlier is not None:
         if earlier.user_id != user.id:
             raise Conflict("This submission key belongs to someone else.")
@@ -138,7 +141,6 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) ->
         raise Conflict("Your lease on this item expired and other labelers have filled it. "
                        "Your label was not stored; take the next item.")
 
-    originals = items.original_responses(db, item_id=item.id)
     _, rules = get_rules(db, project_id=project.id, current=project)
     values = {
         "project_id": project.id, "item_id": item.id, "user_id": user.id,

@@ -40,19 +40,19 @@ def _statements(run):  # noqa: ANN001, ANN202
     return result, [s for s in statements if not s.startswith("BEGIN")]
 
 
-def test_a_submit_with_its_next_item_takes_eight_statements_on_postgresql(client, backend) -> None:
+def test_a_submit_with_its_next_item_takes_six_statements_on_postgresql(client, backend) -> None:
     project, csrf, page = _labeler_with_an_item(client)
     page, ran = _statements(lambda: submit(client, project.id, csrf, page, scale="4"))
     assert "Saved." in page and 'name="item_id"' in page  # stored, and the next one is shown
-    # Login and project; item lock (and queue lock); lease and earlier label; responses; the
+    # Login and project; item lock (and queue lock); lease, earlier label and responses; the
     # label, the lease's end and the item's recount (one statement on PostgreSQL, three on
-    # SQLite); next candidate; new lease; its responses.
-    assert len(ran) == (8 if backend == "postgresql" else 10), "\n".join(ran)
+    # SQLite); next candidate; new lease and its responses (two statements on SQLite).
+    assert len(ran) == (6 if backend == "postgresql" else 9), "\n".join(ran)
     # A LIMIT sent as a parameter makes PostgreSQL plan the statement anew at every run.
     assert not [s for s in ran if "LIMIT %(" in s or "LIMIT ?" in s]
 
 
-def test_a_skip_with_its_next_item_takes_seven_statements_on_postgresql(client, backend) -> None:
+def test_a_skip_with_its_next_item_takes_six_statements_on_postgresql(client, backend) -> None:
     project, csrf, page = _labeler_with_an_item(client)
     skipped = ITEM_RE.search(page).group(1)
     response, ran = _statements(lambda: client.post(
@@ -61,5 +61,5 @@ def test_a_skip_with_its_next_item_takes_seven_statements_on_postgresql(client, 
     assert "Skipped." in response.text
     assert ITEM_RE.search(response.text).group(1) != skipped
     # Login and project; queue lock (PostgreSQL); the lease; its end; next candidate; new
-    # lease; its responses.
-    assert len(ran) == (7 if backend == "postgresql" else 6), "\n".join(ran)
+    # lease and its responses (one statement on PostgreSQL).
+    assert len(ran) == 6, "\n".join(ran)
