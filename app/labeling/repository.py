@@ -19,9 +19,10 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from app.core.db import ONE_ROW, memo
 from app.items.repository import (
@@ -123,16 +124,18 @@ def needs_recount(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
 
 
+# Its parameters are named apart from any column's: store_label runs it in a statement whose
+# UPDATEs would take a parameter named as a column of theirs for a value to set.
 _NEXT_CANDIDATE = (
     select(Item)
     .where(
-        Item.project_id == bindparam("project_id"),
+        Item.project_id == bindparam("queue_project"),
         Item.ready,
         Item.in_queue,  # the queue index holds only these: finished items cost nothing
         ~Item.ai_accepted,  # the AI judge labeled it confidently: no human needed
         ~Item.is_gold,  # gold items come through next_gold_item, outside the k cap
         ~exists().where(Assignment.item_id == Item.id,
-                        Assignment.user_id == bindparam("user_id")),
+                        Assignment.user_id == bindparam("queue_user")),
         Item.label_count + select(func.count()).select_from(Assignment).where(
             Assignment.item_id == Item.id, Assignment.status == AssignmentStatus.ACTIVE,
             Assignment.expires_at > bindparam("now", type_=UTCDateTime)).scalar_subquery()
@@ -149,12 +152,16 @@ _NEXT_CANDIDATE_LOCKED = _NEXT_CANDIDATE.with_for_update(skip_locked=True, of=It
 
 def next_candidate(db: Session, *, project_id: int, user_id: int, k: int, now: datetime,
                    exclude: list[int]) -> Item | None:
-    """The first item with a free slot that this labeler never had, locked (PostgreSQL)."""
+    """The first item with a free slot that this labeler never had, locked (PostgreSQL);
+    the one ``store_label`` found, if it looked for it."""
+    found = memo(db, "next_candidates")
+    if not exclude and (project_id, user_id, k) in found:
+        return found.pop((project_id, user_id, k))
     postgres = db.get_bind().dialect.name == "postgresql"
     query = _NEXT_CANDIDATE_LOCKED if postgres else _NEXT_CANDIDATE
     if exclude:
         query = query.where(Item.id.not_in(exclude))
-    return db.scalar(query, {"project_id": project_id, "user_id": user_id, "k": k,
+    return db.scalar(query, {"queue_project": project_id, "queue_user": user_id, "k": k,
                              "now": now})
 
 
@@ -245,13 +252,17 @@ def insert_label(db: Session, values: dict) -> int:
     return db.connection().execute(_INSERT_LABEL, values).scalar_one()
 
 
-def store_label(db: Session, values: dict, *, assignment: Assignment, now: datetime) -> int:
+def store_label(db: Session, values: dict, *, assignment: Assignment, now: datetime,
+                next_k: int | None = None) -> int:
     """A submitted label: insert it, end its lease (submitted) and recount its item (see
     recount_labels), under the item's lock; the label's id.
 
     On PostgreSQL the three writes are one statement, a round trip instead of three: the
     INSERT and the lease's UPDATE as data-modifying WITH queries of the item's UPDATE. They
     all see the statement's snapshot, which does not hold the new label: the recount adds it.
+    Given ``next_k`` (the project's k), the same statement finds and locks the labeler's next
+    candidate (``next_candidate``, which then answers without a query): the snapshot may be
+    stale for it as for any candidate, and the new lease recounts (``lease_item``).
     """
     if db.get_bind().dialect.name != "postgresql":
         label_id = insert_label(db, values)
@@ -259,24 +270,32 @@ def store_label(db: Session, values: dict, *, assignment: Assignment, now: datet
         recount_labels(db, item_id=values["item_id"])
         return label_id
     db.flush()  # whatever the ORM holds (an edited response) goes first
-    columns = tuple(sorted(values))
-    statement = _STORE_LABEL.get(columns)
+    key = (tuple(sorted(values)), next_k is not None)
+    statement = _STORE_LABEL.get(key)
     if statement is None:
-        statement = _STORE_LABEL.setdefault(columns, _store_label_statement(columns))
-    label_id = db.connection().execute(statement, {
-        **{f"label_{name}": value for name, value in values.items()},
-        "ended_assignment": assignment.id, "ended_at": now,
-        "counted_item": values["item_id"]}).scalar_one()
+        statement = _STORE_LABEL.setdefault(key, _store_label_statement(*key))
+    params = {**{f"label_{name}": value for name, value in values.items()},
+              "ended_assignment": assignment.id, "ended_at": now,
+              "counted_item": values["item_id"]}
+    if next_k is None:
+        label_id = db.connection().execute(statement, params).scalar_one()
+    else:
+        project_id, user_id = values["project_id"], values["user_id"]
+        label_id, candidate = db.execute(statement, {
+            **params, "queue_project": project_id, "queue_user": user_id, "k": next_k,
+            "now": now}).one()
+        memo(db, "next_candidates")[(project_id, user_id, next_k)] = candidate
     _ended(db, assignment=assignment)
     _counted(db, item_id=values["item_id"])
     return label_id
 
 
-# store_label's statement on PostgreSQL, for each set of label columns (the task types').
-_STORE_LABEL: dict[tuple[str, ...], Any] = {}
+# store_label's statement on PostgreSQL, for each set of label columns (the task types'),
+# with the next candidate or without.
+_STORE_LABEL: dict[tuple[tuple[str, ...], bool], Any] = {}
 
 
-def _store_label_statement(columns: tuple[str, ...]):  # noqa: ANN202
+def _store_label_statement(columns: tuple[str, ...], then_next: bool):  # noqa: ANN202
     c = _labels.c
     label = (insert(_labels).values({name: bindparam(f"label_{name}", type_=c[name].type)
                                      for name in columns})
@@ -286,8 +305,14 @@ def _store_label_statement(columns: tuple[str, ...]):  # noqa: ANN202
              .values(status=AssignmentStatus.SUBMITTED,
                      finished_at=bindparam("ended_at", type_=UTCDateTime))
              .returning(_assignments.c.id).cte("ended_lease"))
-    return (_recount_statement(plus=1).add_cte(label).add_cte(ended)
-            .returning(select(label.c.id).scalar_subquery()))
+    if not then_next:
+        return (_recount_statement(plus=1).add_cte(label).add_cte(ended)
+                .returning(select(label.c.id).scalar_subquery()))
+    counted = _recount_statement(plus=1).returning(_items.c.id).cte("counted_item")
+    candidate = _NEXT_CANDIDATE_LOCKED.subquery("next_item")
+    return (select(label.c.id, aliased(Item, candidate))
+            .select_from(label).outerjoin(candidate, true())
+            .add_cte(ended).add_cte(counted))
 
 
 def _insert_assignment(*, if_room: bool):  # noqa: ANN202

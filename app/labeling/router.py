@@ -106,7 +106,8 @@ def submit(request: Request, project_id: int, form: FormData = FormBody,
     data = label_from_form(form)
     notice = "Saved."
     try:
-        service.submit_label(db, project=access.project, user=user, data=data)
+        service.submit_label(db, project=access.project, user=user, data=data,
+                             then_next=True)
     except Conflict as exc:
         notice = exc.message  # the lease is lost; show why, and move on
     task = service.next_task(db, project=access.project, user=user)

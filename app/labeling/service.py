@@ -114,9 +114,11 @@ def _suggestion(db: Session, *, project: Project, item_id: int) -> AiLabel | Non
     return judging.shown_suggestion(db, project_id=project.id, item_id=item_id)
 
 
-def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) -> int:
+def submit_label(db: Session, *, project: Project, user: User, data: LabelIn,
+                 then_next: bool = False) -> int:
     """Store one label and return its id; a repeated submit (same key, or same item again)
-    stores nothing and returns the first one's."""
+    stores nothing and returns the first one's. ``then_next``: ``next_task`` follows in the
+    transaction (PostgreSQL looks for its candidate as it stores the label)."""
     # The item's lock, and the labeler's queue lock for the next item that follows.
     item = repository.lock_item_and_queue(db, item_id=data.item_id, project_id=project.id,
                                           user_id=user.id)
@@ -158,7 +160,8 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn) ->
         values |= _rate_and_edit(db, item.id, data, originals, user)
     # Plain statements, not the ORM's unit of work: on the hot path its flush cost more
     # than the statements it sends.
-    label_id = repository.store_label(db, values, assignment=assignment, now=now)
+    label_id = repository.store_label(db, values, assignment=assignment, now=now,
+                                      next_k=project.overlap_k if then_next else None)
     repository.lease_ended(db, project_id=project.id, user_id=user.id)
     return label_id
 
