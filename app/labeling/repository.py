@@ -165,6 +165,30 @@ def next_candidate(db: Session, *, project_id: int, user_id: int, k: int, now: d
                              "now": now})
 
 
+def _then_next_candidate(lead, *ctes):  # noqa: ANN001, ANN002, ANN202
+    """One statement for a write and the labeler's next candidate: the columns of ``lead``
+    (a CTE that writes one row) and the candidate (``next_candidate``'s query, parameters
+    ``queue_project``, ``queue_user``, ``k``, ``now``), an Item or None. ``ctes``: other
+    writes of the statement."""
+    candidate = _NEXT_CANDIDATE_LOCKED.subquery("next_item")
+    statement = (select(*lead.c, aliased(Item, candidate))
+                 .select_from(lead).outerjoin(candidate, true()))
+    for cte in ctes:
+        statement = statement.add_cte(cte)
+    return statement
+
+
+def _run_then_next(db: Session, statement, params: dict, *, project_id: int,  # noqa: ANN001
+                   user_id: int, k: int, now: datetime) -> Any:
+    """Run a ``_then_next_candidate`` statement: the lead's value; the candidate is kept for
+    ``next_candidate``, which then answers without a query."""
+    value, candidate = db.execute(statement, {
+        **params, "queue_project": project_id, "queue_user": user_id, "k": k,
+        "now": now}).one()
+    memo(db, "next_candidates")[(project_id, user_id, k)] = candidate
+    return value
+
+
 def next_gold_item(db: Session, *, project_id: int, user_id: int) -> Item | None:
     """A gold item this labeler has not had yet; every labeler gets each one once."""
     return db.scalar(
@@ -280,11 +304,8 @@ def store_label(db: Session, values: dict, *, assignment: Assignment, now: datet
     if next_k is None:
         label_id = db.connection().execute(statement, params).scalar_one()
     else:
-        project_id, user_id = values["project_id"], values["user_id"]
-        label_id, candidate = db.execute(statement, {
-            **params, "queue_project": project_id, "queue_user": user_id, "k": next_k,
-            "now": now}).one()
-        memo(db, "next_candidates")[(project_id, user_id, next_k)] = candidate
+        label_id = _run_then_next(db, statement, params, project_id=values["project_id"],
+                                  user_id=values["user_id"], k=next_k, now=now)
     _ended(db, assignment=assignment)
     _counted(db, item_id=values["item_id"])
     return label_id
@@ -309,10 +330,7 @@ def _store_label_statement(columns: tuple[str, ...], then_next: bool):  # noqa: 
         return (_recount_statement(plus=1).add_cte(label).add_cte(ended)
                 .returning(select(label.c.id).scalar_subquery()))
     counted = _recount_statement(plus=1).returning(_items.c.id).cte("counted_item")
-    candidate = _NEXT_CANDIDATE_LOCKED.subquery("next_item")
-    return (select(label.c.id, aliased(Item, candidate))
-            .select_from(label).outerjoin(candidate, true())
-            .add_cte(ended).add_cte(counted))
+    return _then_next_candidate(label, ended, counted)
 
 
 def _insert_assignment(*, if_room: bool):  # noqa: ANN202
@@ -361,10 +379,20 @@ def lease_item(db: Session, *, project_id: int, item_id: int, user_id: int, now:
     return Assignment(id=lease_id, finished_at=None, **values), responses
 
 
-def end_assignment(db: Session, *, assignment: Assignment, status: str, now: datetime) -> None:
-    """The lease ends: submitted, skipped or expired."""
-    db.connection().execute(_END_ASSIGNMENT,
-                            {"assignment_id": assignment.id, "status": status, "now": now})
+_END_ASSIGNMENT_THEN_NEXT = _then_next_candidate(
+    _END_ASSIGNMENT.returning(_assignments.c.id).cte("ended_lease"))
+
+
+def end_assignment(db: Session, *, assignment: Assignment, status: str, now: datetime,
+                   next_k: int | None = None) -> None:
+    """The lease ends: submitted, skipped or expired. Given ``next_k`` (the project's k), the
+    same statement finds the labeler's next candidate on PostgreSQL, as ``store_label``."""
+    params = {"assignment_id": assignment.id, "status": status, "now": now}
+    if next_k is not None and db.get_bind().dialect.name == "postgresql":
+        _run_then_next(db, _END_ASSIGNMENT_THEN_NEXT, params, project_id=assignment.project_id,
+                       user_id=assignment.user_id, k=next_k, now=now)
+    else:
+        db.connection().execute(_END_ASSIGNMENT, params)
     _ended(db, assignment=assignment)
 
 

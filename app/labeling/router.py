@@ -125,7 +125,7 @@ def skip(request: Request, project_id: int, form: FormData = FormBody,
         item_id = int(str(form.get("item_id")))
     except ValueError:
         raise BadRequest("Which item? The form lacks its id.") from None
-    service.skip_item(db, project=access.project, user=user, item_id=item_id)
+    service.skip_item(db, project=access.project, user=user, item_id=item_id, then_next=True)
     task = service.next_task(db, project=access.project, user=user)
     if is_htmx(request):
         return _panel(request, access.project, task, notice="Skipped.", db=db)

@@ -166,8 +166,10 @@ def submit_label(db: Session, *, project: Project, user: User, data: LabelIn,
     return label_id
 
 
-def skip_item(db: Session, *, project: Project, user: User, item_id: int) -> None:
-    """Hand the item back to the queue; this labeler will not get it again."""
+def skip_item(db: Session, *, project: Project, user: User, item_id: int,
+              then_next: bool = False) -> None:
+    """Hand the item back to the queue; this labeler will not get it again. ``then_next``:
+    as for ``submit_label``."""
     # The queue lock first (the next item follows under it): the lease is then read as it is.
     repository.lock_user_queue(db, project_id=project.id, user_id=user.id)
     assignment = repository.get_assignment(db, item_id=item_id, user_id=user.id)
@@ -175,7 +177,7 @@ def skip_item(db: Session, *, project: Project, user: User, item_id: int) -> Non
         raise NotFound("That item is not assigned to you.")
     if assignment.status == AssignmentStatus.ACTIVE:
         repository.end_assignment(db, assignment=assignment, status=AssignmentStatus.SKIPPED,
-                                  now=utcnow())
+                                  now=utcnow(), next_k=project.overlap_k if then_next else None)
         repository.lease_ended(db, project_id=project.id, user_id=user.id)
 
 
