@@ -305,6 +305,94 @@ class RssSampler:
         return max(self.samples) if self.samples else 0
 
 
+# --------------------------------------------------------------------------- the disk
+
+STALL_S = 0.05  # an fdatasync slower than this is a disk stall
+
+
+def disk_dir(backend: Backend) -> Path:
+    """Where the database's commits wait for the disk: PostgreSQL's data directory (its WAL
+    is flushed there at every commit) when this process may write in it, else the backend's
+    own folder (SQLite's database, or the same filesystem when PostgreSQL runs here)."""
+    if backend.kind == "postgresql":
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(PG_ADMIN_URL)
+        try:
+            with admin.connect() as conn:
+                directory = Path(conn.execute(text("SHOW data_directory")).scalar_one())
+        except Exception:  # noqa: BLE001 (not a superuser, or elsewhere: the fallback)
+            directory = None
+        finally:
+            admin.dispose()
+        if directory is not None and os.access(directory, os.W_OK):
+            return directory
+    return backend.data_dir
+
+
+class DiskProbe:
+    """Times an 8 KiB write and its fdatasync every ``interval`` seconds in ``directory``,
+    as PostgreSQL's commit flushes its WAL, to tell a run whose latency tail came from the
+    disk stalling (a flush of up to a second on this VM's disk, at random moments even when
+    idle) from one where it came from the code. A context manager; ``stalls()`` are
+    (start, end) in ``time.perf_counter`` time."""
+
+    def __init__(self, directory: Path, interval: float = 0.01) -> None:
+        self.path = Path(directory) / f".tandem-bench-disk-probe-{uuid.uuid4().hex[:8]}"
+        self.interval = interval
+        self.flushes: list[tuple[float, float]] = []  # (start, seconds)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        block = b"\0" * 8192
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            n = 0
+            while not self._stop.wait(self.interval):
+                os.pwrite(fd, block, (n % 128) * 8192)
+                n += 1
+                t0 = time.perf_counter()
+                os.fdatasync(fd)
+                self.flushes.append((t0, time.perf_counter() - t0))
+        finally:
+            os.close(fd)
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> DiskProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def stalls(self, threshold_s: float = STALL_S) -> list[tuple[float, float]]:
+        return [(t0, t0 + s) for t0, s in self.flushes if s > threshold_s]
+
+    def summary(self) -> dict:
+        times = [s for _, s in self.flushes]
+        stalls = self.stalls()
+        return {"directory": str(self.path.parent), "flushes": len(times),
+                "p50_ms": percentile([t * 1000 for t in times], 50),
+                "max_ms": max(times) * 1000 if times else math.nan,
+                "stalls_over_50ms": len(stalls),
+                "stalled_s": sum(end - start for start, end in stalls)}
+
+
+def clear_of(spans: list[tuple[float, float]],
+             stalls: list[tuple[float, float]]) -> list[float]:
+    """The durations of the (start, seconds) calls that were not in flight during any of the
+    stalls (start, end)."""
+    return [took for start, took in spans
+            if not any(start < end and start + took > s0 for s0, end in stalls)]
+
+
+def p99_left_out(every: dict, clear: dict) -> str:
+    """'p99 (n left out)' of the calls no disk stall met (summaries of all and of those)."""
+    return f"{clear['p99_ms']:.1f} ({every['count'] - clear['count']} left out)"
+
+
 # --------------------------------------------------------------------------- statistics
 
 def percentile(values: list[float], p: float) -> float:

@@ -177,6 +177,8 @@ class Labeler(threading.Thread):
         self.leave_after = leave_after
         self.rng = random.Random(seed)
         self.times: dict[str, list[float]] = defaultdict(list)  # endpoint -> seconds
+        # endpoint -> (perf_counter at the start, seconds): which calls a disk stall met
+        self.spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
         self.statuses: Counter[str] = Counter()  # "endpoint status" -> count
         self.errors: Counter[str] = Counter()  # non-200 on next/submit
         self.locked = 0  # responses that told the user the database was locked
@@ -204,6 +206,7 @@ class Labeler(threading.Thread):
         r = client.post(path, **kw)
         took = time.perf_counter() - t0
         self.times[endpoint].append(took)
+        self.spans[endpoint].append((t0, took))
         if took > SLOW_S:  # kept with its time, to find in the server and database logs
             self.slow.append((endpoint, started, took))
         self.statuses[f"{endpoint} {r.status_code}"] += 1
@@ -302,6 +305,7 @@ class Skipper(threading.Thread):
         self.url, self.project_id, self.email = url, project_id, email
         self.calls, self.gate = calls, start_gate
         self.times: list[float] = []
+        self.spans: list[tuple[float, float]] = []  # (perf_counter at the start, seconds)
         self.errors: Counter[str] = Counter()
         self.items: list[int] = []
         self.exception: str | None = None
@@ -326,6 +330,7 @@ class Skipper(threading.Thread):
                     t0 = time.perf_counter()
                     r = client.post(path, data=data, headers=HX)
                     self.times.append(time.perf_counter() - t0)
+                    self.spans.append((t0, self.times[-1]))
                     if r.status_code != 200:
                         self.errors[f"{path.rsplit('/', 1)[1]} {r.status_code}"] += 1
                         item = None

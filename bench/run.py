@@ -30,11 +30,15 @@ from bench.common import (  # noqa: E402
     DEFAULT_WEB_WORKERS,
     Backend,
     BackendTable,
+    DiskProbe,
     Server,
+    clear_of,
     create_backend,
+    disk_dir,
     drop_backend,
     git_commit,
     migrate,
+    p99_left_out,
     peak_rss_kb,
     reset_peak_rss,
     summary_ms,
@@ -124,7 +128,7 @@ def setup_project(backend: Backend, labelers: int) -> dict:
     issued = write(create_api_token, user=admin, project_id=project.id, name="bench",
                    scopes=["import", "export", "read"])
     return {"project_id": project.id, "token": issued.secret, "emails": emails,
-            "labeler_ids": [u.id for u in users]}
+            "labeler_ids": [u.id for u in users], "disk_dir": disk_dir(backend)}
 
 
 # --------------------------------------------------------------------------- 1. import
@@ -172,9 +176,11 @@ def bench_labeling(server: Server, ctx: dict, labels: int, think_ms: float = 0.0
         t.start()
     gate.wait(timeout=120)  # everyone logged in
     t0 = time.perf_counter()
-    for t in threads:
-        t.join()
+    with DiskProbe(ctx["disk_dir"]) as disk:
+        for t in threads:
+            t.join()
     wall = time.perf_counter() - t0
+    stalls = disk.stalls()
     next_s = [x for t in threads for x in t.next_s]
     submit_s = [x for t in threads for x in t.submit_s]
     errors: Counter[str] = Counter()
@@ -202,6 +208,10 @@ def bench_labeling(server: Server, ctx: dict, labels: int, think_ms: float = 0.0
         "target_p99_ms": LATENCY_TARGET_MS,
         "meets_target": (nxt["p99_ms"] < LATENCY_TARGET_MS
                          and sub["p99_ms"] < LATENCY_TARGET_MS),
+        # The disk under the database (DiskProbe), and the submits that no stall of it met.
+        "disk": disk.summary(),
+        "submit_clear_of_disk_stalls": summary_ms(
+            clear_of([x for t in threads for x in t.spans["submit"]], stalls)),
     }
 
 
@@ -422,6 +432,14 @@ def table(results: dict[str, dict]) -> str:
     add("label: errors (non-200)", lambda r: str(r["labeling"]["error_count"]))
     add("label: not saved (200, conflict)", lambda r: str(sum(r["labeling"]["not_saved"].values())))
     add("label: p99 < 50 ms both", lambda r: ok(r["labeling"]["meets_target"]))
+    add("disk: fdatasync p50 / max ms (probe)",
+        lambda r: f"{_f(r['labeling']['disk']['p50_ms'], '.2f')} / "
+                  f"{_f(r['labeling']['disk']['max_ms'], '.0f')}")
+    add("disk: stalls > 50 ms while labeling",
+        lambda r: str(r["labeling"]["disk"]["stalls_over_50ms"]))
+    add("label: submit p99 ms, calls a stall met left out",
+        lambda r: p99_left_out(r["labeling"]["submit"],
+                               r["labeling"]["submit_clear_of_disk_stalls"]))
     add("verify: labels == acks, <=k, no dup", lambda r: ok(r["verify"]["ok"]))
     for key, title in (("export_small", "export@25%"), ("export_full", "export@100%")):
         add(f"{title}: labels", lambda r, key=key: str(r[key]["labels"]))

@@ -36,13 +36,16 @@ import httpx  # noqa: E402
 
 from bench.common import (  # noqa: E402
     DEFAULT_WEB_WORKERS,
+    DiskProbe,
     RssSampler,
     Server,
+    clear_of,
     cpu_s,
     create_backend,
     drop_backend,
     git_commit,
     migrate,
+    p99_left_out,
     postgres_backends,
     rss_kb,
     server_pids,
@@ -90,8 +93,9 @@ def next_item(server: Server, ctx: dict, labelers: int, calls: int) -> dict:
         t.start()
     gate.wait(timeout=120)
     t0 = time.perf_counter()
-    for t in threads:
-        t.join()
+    with DiskProbe(ctx["disk_dir"]) as disk:
+        for t in threads:
+            t.join()
     wall = time.perf_counter() - t0
     errors: Counter[str] = Counter()
     for t in threads:
@@ -100,7 +104,10 @@ def next_item(server: Server, ctx: dict, labelers: int, calls: int) -> dict:
     return {"labelers": labelers, "calls": len(times), "seconds": wall,
             "per_s": len(times) / wall if wall else 0.0, **summary_ms(times),
             "errors": dict(errors), "thread_exceptions": [t.exception for t in threads
-                                                          if t.exception]}
+                                                          if t.exception],
+            "disk": disk.summary(),
+            "clear_of_disk_stalls": summary_ms(
+                clear_of([x for t in threads for x in t.spans], disk.stalls()))}
 
 
 def label_workloads(kind: str, args: argparse.Namespace, logdir: Path) -> dict:
@@ -271,6 +278,13 @@ def _list_p99(r: dict, n: str, dashboard: bool) -> str:
     return f"{max(chosen):.1f}" if chosen else "-"
 
 
+def _p99_clear_of_disk_stalls(r: dict) -> str:
+    """Workloads 2 (8 labelers) and 3 without the calls a disk stall met (DiskProbe)."""
+    hand_out, submit = _get(r, "label", "next_8"), _get(r, "label", "submit")
+    return (f"{p99_left_out(hand_out, hand_out['clear_of_disk_stalls'])} / "
+            f"{p99_left_out(submit['submit'], submit['submit_clear_of_disk_stalls'])}")
+
+
 def build_rows(args: argparse.Namespace) -> None:
     ROWS.clear()
     row(f"1. import {args.items:,} items, one request (s)", "< 1", "2.15")(
@@ -288,6 +302,10 @@ def build_rows(args: argparse.Namespace) -> None:
     row("3. submit (with the next item) p50 / p99 ms", "p99 < 50", "578 / 1,444")(
         lambda r: f"{_num(_get(r, 'label', 'submit', 'submit', 'p50_ms'), '.1f')} / "
                   f"{_num(_get(r, 'label', 'submit', 'submit', 'p99_ms'), '.1f')}")
+    row("2./3. disk stalls > 50 ms meanwhile (fdatasync probe)", "", "")(
+        lambda r: f"{_get(r, 'label', 'next_8', 'disk', 'stalls_over_50ms')} / "
+                  f"{_get(r, 'label', 'submit', 'disk', 'stalls_over_50ms')}")
+    row("2./3. p99 ms of the calls no disk stall met", "", "")(_p99_clear_of_disk_stalls)
     row("3. every acknowledged label stored once, none over k", "yes", "7% over")(
         lambda r: {True: "yes", False: "NO", None: "-"}[_get(r, "label", "verify", "ok")])
     for n in args.list_sizes:
