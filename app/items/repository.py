@@ -87,12 +87,11 @@ def list_responses(db: Session, *, item_id: int) -> list[Response]:
 
 
 _responses = Response.__table__
-_ORIGINAL_RESPONSES = (
-    select(*_responses.c)
-    .where(_responses.c.item_id == bindparam("item_id"),
-           _responses.c.source != ResponseSource.HUMAN_EDIT)
-    .order_by(_responses.c.position, _responses.c.id)
-)
+# The original responses of the item ``item_id``, and their order.
+_ORIGINAL_OF_ITEM = and_(_responses.c.item_id == bindparam("item_id"),
+                         _responses.c.source != ResponseSource.HUMAN_EDIT)
+_RESPONSE_ORDER = (_responses.c.position, _responses.c.id)
+_ORIGINAL_RESPONSES = select(*_responses.c).where(_ORIGINAL_OF_ITEM).order_by(*_RESPONSE_ORDER)
 
 
 def original_responses(db: Session, *, item_id: int) -> list[Row]:
@@ -107,11 +106,8 @@ def with_original_responses(lead: Any) -> Any:
     ``item_id`` (as ``original_responses``), in one statement: a row per response, the lead's
     columns first; one with NULL response columns when the item has none; no rows when the
     lead has none. Its column names must differ from a response's."""
-    r = _responses.c
-    return (select(*lead.c, *r).select_from(lead)
-            .outerjoin(_responses, and_(r.item_id == bindparam("item_id"),
-                                        r.source != ResponseSource.HUMAN_EDIT))
-            .order_by(r.position, r.id))
+    return (select(*lead.c, *_responses.c).select_from(lead)
+            .outerjoin(_responses, _ORIGINAL_OF_ITEM).order_by(*_RESPONSE_ORDER))
 
 
 def count_responses(db: Session, *, item_id: int) -> int:

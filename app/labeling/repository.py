@@ -22,7 +22,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from app.core.db import ONE_ROW, memo
 from app.items.repository import (
@@ -165,13 +165,20 @@ def next_candidate(db: Session, *, project_id: int, user_id: int, k: int, now: d
                              "now": now})
 
 
+# The candidate's columns in a write's statement, by Item attribute: read as a Core row and
+# made into an Item outside the session. (Loading an ORM entity aliased to the subquery raised
+# NoSuchColumnError now and then when threads first ran the statement at once.)
+_ITEM_COLUMNS = {prop.key: prop.columns[0].name for prop in Item.__mapper__.column_attrs}
+
+
 def _then_next_candidate(lead, *ctes):  # noqa: ANN001, ANN002, ANN202
     """One statement for a write and the labeler's next candidate: the columns of ``lead``
-    (a CTE that writes one row) and the candidate (``next_candidate``'s query, parameters
-    ``queue_project``, ``queue_user``, ``k``, ``now``), an Item or None. ``ctes``: other
-    writes of the statement."""
+    (a CTE that writes one row), then the candidate's (``next_candidate``'s query, parameters
+    ``queue_project``, ``queue_user``, ``k``, ``now``) as ``next_<column>``, NULL when there
+    is none. ``ctes``: other writes of the statement."""
     candidate = _NEXT_CANDIDATE_LOCKED.subquery("next_item")
-    statement = (select(*lead.c, aliased(Item, candidate))
+    statement = (select(*lead.c, *(candidate.c[name].label(f"next_{name}")
+                                   for name in _ITEM_COLUMNS.values()))
                  .select_from(lead).outerjoin(candidate, true()))
     for cte in ctes:
         statement = statement.add_cte(cte)
@@ -179,14 +186,19 @@ def _then_next_candidate(lead, *ctes):  # noqa: ANN001, ANN002, ANN202
 
 
 def _run_then_next(db: Session, statement, params: dict, *, project_id: int,  # noqa: ANN001
-                   user_id: int, k: int, now: datetime) -> Any:
-    """Run a ``_then_next_candidate`` statement: the lead's value; the candidate is kept for
+                   user_id: int, k: int, now: datetime) -> Row | None:
+    """Run a ``_then_next_candidate`` statement: its row (None when the write wrote none).
+    The candidate, an Item outside the session (read-only), or None, is kept for
     ``next_candidate``, which then answers without a query."""
-    value, candidate = db.execute(statement, {
+    row = db.connection().execute(statement, {
         **params, "queue_project": project_id, "queue_user": user_id, "k": k,
-        "now": now}).one()
-    memo(db, "next_candidates")[(project_id, user_id, k)] = candidate
-    return value
+        "now": now}).first()
+    if row is not None:
+        found = row._mapping
+        candidate = (Item(**{key: found[f"next_{name}"] for key, name in _ITEM_COLUMNS.items()})
+                     if found["next_id"] is not None else None)
+        memo(db, "next_candidates")[(project_id, user_id, k)] = candidate
+    return row
 
 
 def next_gold_item(db: Session, *, project_id: int, user_id: int) -> Item | None:
@@ -305,7 +317,7 @@ def store_label(db: Session, values: dict, *, assignment: Assignment, now: datet
         label_id = db.connection().execute(statement, params).scalar_one()
     else:
         label_id = _run_then_next(db, statement, params, project_id=values["project_id"],
-                                  user_id=values["user_id"], k=next_k, now=now)
+                                  user_id=values["user_id"], k=next_k, now=now).id
     _ended(db, assignment=assignment)
     _counted(db, item_id=values["item_id"])
     return label_id
@@ -449,6 +461,7 @@ def submission(db: Session, *, item_id: int, user_id: int, idempotency_key: str)
     """One statement when the assignment exists. Its ``assignment`` is read-only, not in the
     session (the submit ends it with a Core statement)."""
     params = {"key": idempotency_key, "item_id": item_id, "user_id": user_id}
+    db.flush()  # a Core read: whatever the ORM holds goes first, as a query's autoflush
     rows = db.connection().execute(_ASSIGNMENT_AND_EARLIER, params).all()
     if not rows:
         return Submission(None, db.scalar(_EARLIER_LABEL, params), [])
