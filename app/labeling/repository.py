@@ -165,20 +165,34 @@ def next_candidate(db: Session, *, project_id: int, user_id: int, k: int, now: d
                              "now": now})
 
 
-# The candidate's columns in a write's statement, by Item attribute: read as a Core row and
-# made into an Item outside the session. (Loading an ORM entity aliased to the subquery raised
-# NoSuchColumnError now and then when threads first ran the statement at once.)
-_ITEM_COLUMNS = {prop.key: prop.columns[0].name for prop in Item.__mapper__.column_attrs}
+def _prefixed(model: type, columns: Any, prefix: str) -> list:
+    """The ``model``'s columns taken from ``columns`` (a table's or subquery's ``.c``),
+    labelled ``<prefix><column>``: a row beside others in one statement, read back by
+    ``_detached``."""
+    return [columns[prop.columns[0].name].label(f"{prefix}{prop.columns[0].name}")
+            for prop in model.__mapper__.column_attrs]
 
 
+def _detached(model: type, row: Row, prefix: str) -> Any:
+    """A ``model`` outside the session (read-only) from a row's ``_prefixed`` columns; None
+    when they are NULL (an outer join that found none)."""
+    found = row._mapping
+    if found[f"{prefix}id"] is None:
+        return None
+    return model(**{prop.key: found[f"{prefix}{prop.columns[0].name}"]
+                    for prop in model.__mapper__.column_attrs})
+
+
+# The candidate in a write's statement is read as a Core row and made into an Item outside the
+# session. (Loading an ORM entity aliased to the subquery raised NoSuchColumnError now and
+# then when threads first ran the statement at once.)
 def _then_next_candidate(lead, *ctes):  # noqa: ANN001, ANN002, ANN202
     """One statement for a write and the labeler's next candidate: the columns of ``lead``
     (a CTE that writes one row), then the candidate's (``next_candidate``'s query, parameters
     ``queue_project``, ``queue_user``, ``k``, ``now``) as ``next_<column>``, NULL when there
     is none. ``ctes``: other writes of the statement."""
     candidate = _NEXT_CANDIDATE_LOCKED.subquery("next_item")
-    statement = (select(*lead.c, *(candidate.c[name].label(f"next_{name}")
-                                   for name in _ITEM_COLUMNS.values()))
+    statement = (select(*lead.c, *_prefixed(Item, candidate.c, "next_"))
                  .select_from(lead).outerjoin(candidate, true()))
     for cte in ctes:
         statement = statement.add_cte(cte)
@@ -194,10 +208,7 @@ def _run_then_next(db: Session, statement, params: dict, *, project_id: int,  # 
         **params, "queue_project": project_id, "queue_user": user_id, "k": k,
         "now": now}).first()
     if row is not None:
-        found = row._mapping
-        candidate = (Item(**{key: found[f"next_{name}"] for key, name in _ITEM_COLUMNS.items()})
-                     if found["next_id"] is not None else None)
-        memo(db, "next_candidates")[(project_id, user_id, k)] = candidate
+        memo(db, "next_candidates")[(project_id, user_id, k)] = _detached(Item, row, "next_")
     return row
 
 
@@ -377,14 +388,13 @@ def lease_item(db: Session, *, project_id: int, item_id: int, user_id: int, now:
     params = values if k is None else {**values, "k": k}
     if db.get_bind().dialect.name == "postgresql":
         rows = db.connection().execute(_LEASE_AND_RESPONSES[k is not None], params).all()
-        lease_id = rows[0].lease_id if rows else None
-        responses = [row for row in rows if row.id is not None]
+        if not rows:
+            return None
+        lease_id, responses = rows[0].lease_id, [row for row in rows if row.id is not None]
     else:
         lease_id = db.connection().execute(_INSERT_LEASE[k is not None], params).scalar()
-        responses = None
-    if lease_id is None:
-        return None
-    if responses is None:
+        if lease_id is None:
+            return None
         responses = original_responses(db, item_id=item_id)
     # What the page shows of it; not in the session (nothing of it is changed later in
     # this request, and a query for it loads the row).
@@ -437,9 +447,8 @@ _EARLIER_LABEL = (
 # A submit's reads in one round trip: the labeler's assignment of the item; whether a label
 # was already stored under the key or by the labeler on the item (a double submit); and the
 # item's original responses, which the label is checked against (a row each).
-_LEASE_COLUMNS = [c.name for c in _assignments.c]
 _ASSIGNMENT_AND_EARLIER = with_original_responses(
-    select(*(_assignments.c[name].label(f"lease_{name}") for name in _LEASE_COLUMNS),
+    select(*_prefixed(Assignment, _assignments.c, "lease_"),
            _EARLIER_LABEL.with_only_columns(HumanLabel.id).scalar_subquery()
            .label("earlier_label_id"))
     .where(_assignments.c.item_id == bindparam("item_id"),
@@ -466,10 +475,8 @@ def submission(db: Session, *, item_id: int, user_id: int, idempotency_key: str)
     if not rows:
         return Submission(None, db.scalar(_EARLIER_LABEL, params), [])
     first = rows[0]
-    assignment = Assignment(**{name: first._mapping[f"lease_{name}"]
-                               for name in _LEASE_COLUMNS})
     earlier_id = first.earlier_label_id
-    return Submission(assignment,
+    return Submission(_detached(Assignment, first, "lease_"),
                       db.get(HumanLabel, earlier_id) if earlier_id is not None else None,
                       [row for row in rows if row.id is not None])
 
