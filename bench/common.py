@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -272,17 +273,36 @@ def rss_kb(pid: int) -> int:
     return _status_kb(pid, "VmRSS")
 
 
-class RssSampler:
+class Background:
+    """A daemon thread (``_run``) for the length of a ``with`` block; ``_stop`` is set when
+    the block ends, and the thread is waited for."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class RssSampler(Background):
     """Samples VmRSS in a thread, of one pid or summed over ``pids()`` (several web
     processes); ``max_kb`` is the largest value seen."""
 
     def __init__(self, pid: int | None = None, interval: float = 0.02, *,
                  pids: Callable[[], list[int]] | None = None) -> None:
+        super().__init__()
         self.pids = pids or (lambda: [pid])
         self.pid, self.interval = pid, interval
         self.samples: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -291,14 +311,6 @@ class RssSampler:
             except (OSError, KeyError):
                 return
             self._stop.wait(self.interval)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     @property
     def max_kb(self) -> int:
@@ -330,7 +342,7 @@ def disk_dir(backend: Backend) -> Path:
     return backend.data_dir
 
 
-class DiskProbe:
+class DiskProbe(Background):
     """Times an 8 KiB write and its fdatasync every ``interval`` seconds in ``directory``,
     as PostgreSQL's commit flushes its WAL, to tell a run whose latency tail came from the
     disk stalling (a flush of up to a second on this VM's disk, at random moments even when
@@ -340,11 +352,10 @@ class DiskProbe:
     ms a stall is seen from at most 50 ms after it began."""
 
     def __init__(self, directory: Path, interval: float = 0.05) -> None:
+        super().__init__()
         self.path = Path(directory) / f".tandem-bench-disk-probe-{uuid.uuid4().hex[:8]}"
         self.interval = interval
         self.flushes: list[tuple[float, float]] = []  # (start, seconds)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         block = b"\0" * 8192
@@ -360,14 +371,6 @@ class DiskProbe:
         finally:
             os.close(fd)
             self.path.unlink(missing_ok=True)
-
-    def __enter__(self) -> DiskProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def stalls(self, threshold_s: float = STALL_S) -> list[tuple[float, float]]:
         return [(t0, t0 + s) for t0, s in self.flushes if s > threshold_s]

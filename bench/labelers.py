@@ -176,8 +176,8 @@ class Labeler(threading.Thread):
         self.budget, self.gate = budget, start_gate
         self.leave_after = leave_after
         self.rng = random.Random(seed)
-        self.times: dict[str, list[float]] = defaultdict(list)  # endpoint -> seconds
-        # endpoint -> (perf_counter at the start, seconds): which calls a disk stall met
+        # endpoint -> (perf_counter at the start, seconds) of each call: the start tells
+        # which calls a disk stall met
         self.spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
         self.statuses: Counter[str] = Counter()  # "endpoint status" -> count
         self.errors: Counter[str] = Counter()  # non-200 on next/submit
@@ -193,19 +193,22 @@ class Labeler(threading.Thread):
         self.held_when_leaving: int | None = None  # the item leased when it logged out
         self.logout_at: str | None = None  # the server that took the logout (several URLs)
 
+    def times(self, endpoint: str) -> list[float]:
+        """The seconds each call to ``endpoint`` took."""
+        return [took for _, took in self.spans[endpoint]]
+
     @property
     def next_s(self) -> list[float]:
-        return self.times["next"]
+        return self.times("next")
 
     @property
     def submit_s(self) -> list[float]:
-        return self.times["submit"]
+        return self.times("submit")
 
     def _post(self, client: KeepAlive, endpoint: str, path: str, **kw) -> Reply:  # noqa: ANN003
         started, t0 = time.time(), time.perf_counter()
         r = client.post(path, **kw)
         took = time.perf_counter() - t0
-        self.times[endpoint].append(took)
         self.spans[endpoint].append((t0, took))
         if took > SLOW_S:  # kept with its time, to find in the server and database logs
             self.slow.append((endpoint, started, took))
@@ -222,7 +225,7 @@ class Labeler(threading.Thread):
             with httpx.Client(base_url=self.url, timeout=60, event_hooks=hooks) as client:
                 t0 = time.perf_counter()
                 csrf = login(client, self.email, PASSWORD)
-                self.times["login"].append(time.perf_counter() - t0)
+                self.spans["login"].append((t0, time.perf_counter() - t0))
                 fast = KeepAlive(self.urls, client.cookies, self.spread)
                 try:
                     self.gate.wait()
@@ -304,11 +307,15 @@ class Skipper(threading.Thread):
         super().__init__(daemon=True)
         self.url, self.project_id, self.email = url, project_id, email
         self.calls, self.gate = calls, start_gate
-        self.times: list[float] = []
         self.spans: list[tuple[float, float]] = []  # (perf_counter at the start, seconds)
         self.errors: Counter[str] = Counter()
         self.items: list[int] = []
         self.exception: str | None = None
+
+    @property
+    def times(self) -> list[float]:
+        """The seconds each hand-out took."""
+        return [took for _, took in self.spans]
 
     def run(self) -> None:
         from tests.support import login
@@ -329,8 +336,7 @@ class Skipper(threading.Thread):
                         data["item_id"], path = item[0], f"{base}/skip"
                     t0 = time.perf_counter()
                     r = client.post(path, data=data, headers=HX)
-                    self.times.append(time.perf_counter() - t0)
-                    self.spans.append((t0, self.times[-1]))
+                    self.spans.append((t0, time.perf_counter() - t0))
                     if r.status_code != 200:
                         self.errors[f"{path.rsplit('/', 1)[1]} {r.status_code}"] += 1
                         item = None

@@ -286,7 +286,7 @@ def _drive(servers: list[Server], api: httpx.Client, ctx: dict, cfg: LoadConfig,
     acked = sum(t.acked for t in threads)
     return {
         "seconds": wall, "acknowledged": acked, "labels_per_s": acked / wall if wall else 0.0,
-        "endpoints": {ep: summary_ms([x for t in threads for x in t.times[ep]])
+        "endpoints": {ep: summary_ms([x for t in threads for x in t.times(ep)])
                       for ep in ENDPOINTS},
         "statuses": dict(sorted(statuses.items())),
         "http_5xx": sum(n for k, n in statuses.items() if k.split()[-1].startswith("5")),
