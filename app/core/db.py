@@ -178,6 +178,8 @@ def get_sessionmaker() -> sessionmaker[Session]:
 # finds that generic plan dearer than the plans made for LIMIT 1, and so plans the statement
 # anew at every run (planning was ~13% of its CPU under labeling load).
 ONE_ROW = literal_column("1")
+# For ``.offset(NO_OFFSET)`` in a subquery that PostgreSQL must not pull up into a join.
+NO_OFFSET = literal_column("0")
 
 _MEMO = "tandem_memo"
 

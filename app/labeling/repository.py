@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from app.core.db import ONE_ROW, memo
+from app.core.db import NO_OFFSET, ONE_ROW, memo
 from app.items.repository import (
     LOCK_ITEM_KEYS,
     in_queue_when,
@@ -112,6 +112,18 @@ def lock_item_and_queue(db: Session, *, item_id: int, project_id: int,
     return row
 
 
+def never_had(user_id) -> Any:  # noqa: ANN001
+    """The labeler (``user_id``, a parameter or value) never had the item: no lease of theirs
+    on it, ended or live. Checked per candidate row by a probe of the (item, labeler)
+    unique index. The ``OFFSET 0`` keeps PostgreSQL from turning the NOT EXISTS into an anti
+    join. Without statistics on assignments (autovacuum has not run yet, or is off), it
+    planned that join as a scan of every assignment of every project at each call: 2 ms at
+    10,000 assignments, and growing with the table, against 0.15 ms for the probes."""
+    return ~exists(select(ONE_ROW).where(Assignment.item_id == Item.id,
+                                         Assignment.user_id == user_id)
+                   .limit(ONE_ROW).offset(NO_OFFSET))
+
+
 def lease_ended(db: Session, *, project_id: int, user_id: int) -> None:
     """The labeler's lease in the project ended in this transaction, under the queue lock
     (or SQLite's write lock): they hold no other, since at most one is ACTIVE, and none can
@@ -134,8 +146,7 @@ _NEXT_CANDIDATE = (
         Item.in_queue,  # the queue index holds only these: finished items cost nothing
         ~Item.ai_accepted,  # the AI judge labeled it confidently: no human needed
         ~Item.is_gold,  # gold items come through next_gold_item, outside the k cap
-        ~exists().where(Assignment.item_id == Item.id,
-                        Assignment.user_id == bindparam("queue_user")),
+        never_had(bindparam("queue_user")),
         Item.label_count + select(func.count()).select_from(Assignment).where(
             Assignment.item_id == Item.id, Assignment.status == AssignmentStatus.ACTIVE,
             Assignment.expires_at > bindparam("now", type_=UTCDateTime)).scalar_subquery()
@@ -217,7 +228,7 @@ def next_gold_item(db: Session, *, project_id: int, user_id: int) -> Item | None
     return db.scalar(
         select(Item)
         .where(Item.project_id == project_id, Item.ready, Item.is_gold,
-               ~exists().where(Assignment.item_id == Item.id, Assignment.user_id == user_id))
+               never_had(user_id))
         .order_by(Item.id)
         .limit(ONE_ROW)
     )
