@@ -38,6 +38,23 @@ def git_commit() -> str:
         return "unknown"
 
 
+def reference_loop_ms(repeats: int = 5) -> float:
+    """How fast this machine is now: the best of ``repeats`` runs of a fixed pure-Python loop
+    (a million multiply-adds, one core), in ms; lower is faster.
+
+    On this project's 2-core VM the same commit's labels/s and CPU per label have swung by
+    up to 2.2x between hours. Figures taken hours apart compare only beside this one.
+    """
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i * i
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000
+
+
 # --------------------------------------------------------------------------- databases
 
 @dataclass

@@ -40,6 +40,7 @@ from bench.common import (  # noqa: E402
     migrate,
     p99_left_out,
     peak_rss_kb,
+    reference_loop_ms,
     reset_peak_rss,
     summary_ms,
     web_workers,
@@ -475,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
     t0 = time.perf_counter()
+    speed_ms = reference_loop_ms()
     items = make_items(args.items)
     body = json.dumps({"items": items}).encode()
     words = sum(len(i["prompt"].split()) + sum(len(r["text"].split()) for r in i["responses"])
@@ -496,14 +498,15 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nTandem benchmark, {args.items} items, {args.labels} labels by {args.labelers} "
           f"labelers (think {args.think_ms:.0f} ms), k={K}; {os.cpu_count()} CPUs; "
-          f"commit {git_commit()}; "
-          f"total {time.perf_counter() - t0:.0f} s\n")
+          f"commit {git_commit()}; reference loop {speed_ms:.0f} ms (machine speed, lower "
+          f"is faster); total {time.perf_counter() - t0:.0f} s\n")
     print(table(results))
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{stamp}.json"
     path.write_text(json.dumps({
         "timestamp": stamp, "commit": git_commit(), "cpus": os.cpu_count(),
-        "python": platform.python_version(), "platform": platform.platform(),
+        "reference_loop_ms": speed_ms, "python": platform.python_version(),
+        "platform": platform.platform(),
         "config": {"items": args.items, "labels": args.labels, "labelers": args.labelers, "k": K,
                    "think_ms": args.think_ms,
                    "avg_words_per_item": words, "import_body_bytes": len(body)},

@@ -47,6 +47,7 @@ from bench.common import (  # noqa: E402
     migrate,
     p99_left_out,
     postgres_backends,
+    reference_loop_ms,
     rss_kb,
     server_pids,
     serving_pids,
@@ -373,9 +374,10 @@ def table(results: dict[str, dict]) -> str:
 # --------------------------------------------------------------------------- driver
 
 def save(path: Path, stamp: str, args: argparse.Namespace, timings: dict,
-         results: dict) -> None:
+         results: dict, speed_ms: float) -> None:
     path.write_text(json.dumps({
         "timestamp": stamp, "commit": git_commit(), "cpus": os.cpu_count(),
+        "reference_loop_ms": speed_ms,
         "python": platform.python_version(), "platform": platform.platform(),
         "args": dict(vars(args)), "seconds": timings, "results": results,
     }, indent=2, default=str))
@@ -412,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     build_rows(args)
 
     t0 = time.perf_counter()
+    speed_ms = reference_loop_ms()
     results: dict[str, dict] = {k: {} for k in kinds}
     timings: dict[str, float] = {}
     phases = [("label", {1, 2, 3, 7}, lambda k: label_workloads(k, args, logdir)),
@@ -430,12 +433,13 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 results[kind][name] = {"failed": f"{type(exc).__name__}: {exc}"}
             timings[f"{kind} {name}"] = time.perf_counter() - started
-            save(RESULTS / f"suite-{stamp}.json", stamp, args, timings, results)
+            save(RESULTS / f"suite-{stamp}.json", stamp, args, timings, results, speed_ms)
             print(table(results), flush=True)  # the table so far, should a later phase hang
 
     total = time.perf_counter() - t0
     print(f"\nTandem benchmark suite; {os.cpu_count()} CPUs; commit {git_commit()}; "
-          f"web workers {args.web_workers}; total {total / 60:.1f} min"
+          f"web workers {args.web_workers}; reference loop {speed_ms:.0f} ms (machine speed, "
+          f"lower is faster); total {total / 60:.1f} min"
           + ("; QUICK (smoke) run" if args.quick else "") + "\n")
     print(table(results))
     failed = {f"{k} {n}": r["failed"] for k, res in results.items() for n, r in res.items()
@@ -443,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     for where, why in failed.items():
         print(f"FAILED {where}: {why}")
     path = RESULTS / f"suite-{stamp}.json"
-    save(path, stamp, args, timings, results)
+    save(path, stamp, args, timings, results, speed_ms)
     print(f"\nwrote {path.relative_to(ROOT)}")
     return 1 if failed else 0
 
