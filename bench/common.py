@@ -30,12 +30,16 @@ REDIS_URL = os.environ.get("TANDEM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"
 
 
 def git_commit() -> str:
-    """The commit the figures were measured at, for the results file."""
+    """The commit the figures were measured at, for the results file; "+changes" when the
+    tracked files differ from it (an experiment not yet committed)."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                               capture_output=True, text=True, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                 cwd=ROOT, capture_output=True, text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return head + ("+changes" if changed.strip() else "")
 
 
 def reference_loop_ms(repeats: int = 5) -> float:

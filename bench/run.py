@@ -476,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
     t0 = time.perf_counter()
-    speed_ms = reference_loop_ms()
+    speed_ms = [reference_loop_ms()]  # at the start, and at the end
     items = make_items(args.items)
     body = json.dumps({"items": items}).encode()
     words = sum(len(i["prompt"].split()) + sum(len(r["text"].split()) for r in i["responses"])
@@ -496,10 +496,12 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             results[kind]["failed"] = f"{type(exc).__name__}: {exc}"
 
+    speed_ms.append(reference_loop_ms())
     print(f"\nTandem benchmark, {args.items} items, {args.labels} labels by {args.labelers} "
           f"labelers (think {args.think_ms:.0f} ms), k={K}; {os.cpu_count()} CPUs; "
-          f"commit {git_commit()}; reference loop {speed_ms:.0f} ms (machine speed, lower "
-          f"is faster); total {time.perf_counter() - t0:.0f} s\n")
+          f"commit {git_commit()}; reference loop {speed_ms[0]:.0f} / {speed_ms[1]:.0f} ms "
+          f"(start / end; machine speed, lower is faster); "
+          f"total {time.perf_counter() - t0:.0f} s\n")
     print(table(results))
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{stamp}.json"

@@ -374,7 +374,7 @@ def table(results: dict[str, dict]) -> str:
 # --------------------------------------------------------------------------- driver
 
 def save(path: Path, stamp: str, args: argparse.Namespace, timings: dict,
-         results: dict, speed_ms: float) -> None:
+         results: dict, speed_ms: list[float]) -> None:
     path.write_text(json.dumps({
         "timestamp": stamp, "commit": git_commit(), "cpus": os.cpu_count(),
         "reference_loop_ms": speed_ms,
@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     build_rows(args)
 
     t0 = time.perf_counter()
-    speed_ms = reference_loop_ms()
+    speed_ms = [reference_loop_ms()]  # at the start, and at the end
     results: dict[str, dict] = {k: {} for k in kinds}
     timings: dict[str, float] = {}
     phases = [("label", {1, 2, 3, 7}, lambda k: label_workloads(k, args, logdir)),
@@ -436,10 +436,12 @@ def main(argv: list[str] | None = None) -> int:
             save(RESULTS / f"suite-{stamp}.json", stamp, args, timings, results, speed_ms)
             print(table(results), flush=True)  # the table so far, should a later phase hang
 
+    speed_ms.append(reference_loop_ms())
     total = time.perf_counter() - t0
     print(f"\nTandem benchmark suite; {os.cpu_count()} CPUs; commit {git_commit()}; "
-          f"web workers {args.web_workers}; reference loop {speed_ms:.0f} ms (machine speed, "
-          f"lower is faster); total {total / 60:.1f} min"
+          f"web workers {args.web_workers}; reference loop {speed_ms[0]:.0f} / "
+          f"{speed_ms[1]:.0f} ms (start / end; machine speed, lower is faster); "
+          f"total {total / 60:.1f} min"
           + ("; QUICK (smoke) run" if args.quick else "") + "\n")
     print(table(results))
     failed = {f"{k} {n}": r["failed"] for k, res in results.items() for n, r in res.items()

@@ -68,61 +68,89 @@ def test_a_skip_with_its_next_item_takes_five_statements_on_postgresql(client, b
     assert len(ran) == (5 if backend == "postgresql" else 6), "\n".join(ran)
 
 
-def _plan(db, statement, params: dict) -> str:  # noqa: ANN001
-    """The database's plan for ``statement`` run with ``params``."""
-    dialect = db.get_bind().dialect
-    compiled = statement.compile(dialect=dialect)
-    values = compiled.construct_params(params)
-    if compiled.positiontup is not None:  # SQLite's ? placeholders
-        values = tuple(values[name] for name in compiled.positiontup)
-    explain = "EXPLAIN " if dialect.name == "postgresql" else "EXPLAIN QUERY PLAN "
-    rows = db.connection().exec_driver_sql(explain + str(compiled), values).all()
+PAST_LEASES = re.compile(r"EXISTS \(SELECT \S+\s+FROM assignments\s+WHERE "
+                         r"assignments\.item_id = items\.id AND assignments\.user_id = ")
+
+
+def _sent(run):  # noqa: ANN001, ANN202
+    """The statements ``run()`` sent that check a labeler's past leases, as sent: (SQL, the
+    driver's parameters)."""
+    sent: list[tuple[str, object]] = []
+
+    def seen(conn, cursor, statement, parameters, *args) -> None:  # noqa: ANN001, ANN002
+        if PAST_LEASES.search(statement):
+            sent.append((statement, parameters))
+
+    event.listen(get_engine(), "before_cursor_execute", seen)
+    try:
+        run()
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", seen)
+    return sent
+
+
+def _plan(db, statement: str, parameters) -> str:  # noqa: ANN001
+    """The database's plan for a statement as sent (EXPLAIN runs nothing)."""
+    postgres = db.get_bind().dialect.name == "postgresql"
+    explain = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
+    rows = db.connection().exec_driver_sql(explain + statement, parameters).all()
     return "\n".join(" ".join(str(v) for v in row) for row in rows)
 
 
 def test_the_queue_checks_a_labelers_past_items_by_index_whatever_the_statistics(
-        app_env, backend) -> None:  # noqa: ANN001
+        client, backend) -> None:  # noqa: ANN001
     """Whether the labeler ever had a candidate item is one probe of the (item, labeler)
     index per candidate, so "next item" does not slow down as the assignments of every
     project and labeler pile up. PostgreSQL without statistics on assignments (autovacuum
-    not run yet, or off) planned it as a read of the whole table at every call."""
-    from app.labeling.repository import _NEXT_CANDIDATE
+    not run yet, or off) planned it as a read of the whole table at every call. Checked on
+    the statements as sent: the lease's candidate query, the submit's (which looks for the
+    next candidate too on PostgreSQL) and the gold item's."""
+    from app.labeling import repository
     from app.models import User
-
-    # At this scale PostgreSQL 15 planned the NOT EXISTS as a scan of all 2,700 assignments.
-    items_in_project, other_labelers, had = 1900, 8, 300
 
     admin = make_user("admin@example.org", admin=True)
     lee = make_user("lee@example.org")
+    # At this scale PostgreSQL 15 planned the NOT EXISTS as a scan of all 2,700 assignments.
+    items_in_project, other_labelers, had = 1900, 8, 300
     project = make_project(admin, members={"lee@example.org": "labeler"}, k=3,
                            items=sample_items(items_in_project))
+    write(lambda db: db.execute(update(Project).values(gold_rate=0.0)))  # no gold draw
     now = utcnow()
 
     def pile_up(db) -> None:  # noqa: ANN001
         others = db.scalars(insert(User).returning(User.id), [
             {"email": f"other{i}@example.org", "name": f"other{i}", "password_hash": "x"}
             for i in range(other_labelers)]).all()
-        items = db.scalars(select(Item.id).where(Item.project_id == project.id)).all()
+        items = db.scalars(select(Item.id).where(Item.project_id == project.id)
+                           .order_by(Item.id)).all()
         db.execute(insert(Assignment), [
             {"project_id": project.id, "item_id": item, "user_id": user, "status": "submitted",
              "leased_at": now, "expires_at": now, "finished_at": now}
             for user in [*others, lee.id] for item in items[:had]])
 
     write(pile_up)
-    params = {"queue_project": project.id, "queue_user": lee.id, "k": 3, "now": now}
     with session_scope(write=True) as db:
         db.execute(text("ANALYZE items"))  # as after a large import (refresh_statistics)
+    csrf = login(client, "lee@example.org")
+    pages: list[str] = []
+    sent = _sent(lambda: pages.append(take(client, project.id, csrf)))
+    assert f"Question number {had}?" in pages[0]  # the first item lee never had
+    sent += _sent(lambda: pages.append(submit(client, project.id, csrf, pages[0], scale="2")))
+    assert "Saved." in pages[1] and f"Question number {had + 1}?" in pages[1]
+    sent += _sent(lambda: write(repository.next_gold_item, project_id=project.id,
+                                user_id=lee.id))
+    assert len(sent) == 3, sent
+
+    probe = ("using uq_assignments_item_id_user_id" if backend == "postgresql"
+             else "INDEX sqlite_autoindex_assignments_1 (item_id=? AND user_id=?)")
+    with session_scope(write=True) as db:
         if backend == "postgresql":  # assignments as a table autovacuum has not analysed yet
             db.execute(text("DELETE FROM pg_statistic WHERE starelid = 'assignments'::regclass"))
             db.execute(text("UPDATE pg_class SET reltuples = -1 "
                             "WHERE oid = 'assignments'::regclass"))
-        plans = [_plan(db, _NEXT_CANDIDATE, params)]
+        plans = [_plan(db, statement, parameters) for statement, parameters in sent]
         db.execute(text("ANALYZE assignments"))
-        plans.append(_plan(db, _NEXT_CANDIDATE, params))
-        found = db.scalar(_NEXT_CANDIDATE, params)
-    assert found is not None and found.external_id == f"item-{had}"  # the first one lee never had
-    probe = ("using uq_assignments_item_id_user_id" if backend == "postgresql"
-             else "INDEX sqlite_autoindex_assignments_1 (item_id=? AND user_id=?)")
+        plans += [_plan(db, statement, parameters) for statement, parameters in sent]
     for plan in plans:
         assert probe in plan, plan
         assert not re.search(r"(Seq Scan on|SCAN) assignments\b", plan), plan
