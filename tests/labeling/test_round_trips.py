@@ -27,19 +27,27 @@ def _labeler_with_an_item(client):  # noqa: ANN001, ANN202
     return project, csrf, page
 
 
-def _statements(run):  # noqa: ANN001, ANN202
-    """What ``run()`` returns, and the statements it sent (the writer's BEGIN on SQLite, a
-    statement there, left out: PostgreSQL's goes with the connection)."""
-    statements: list[str] = []
+def _sent(run):  # noqa: ANN001, ANN202
+    """What ``run()`` returns, and the statements it sent as the driver got them: (SQL, its
+    parameters)."""
+    sent: list[tuple[str, object]] = []
 
-    def seen(conn, cursor, statement, *args) -> None:  # noqa: ANN001, ANN002
-        statements.append(" ".join(statement.split()))
+    def seen(conn, cursor, statement, parameters, *args) -> None:  # noqa: ANN001, ANN002
+        sent.append((statement, parameters))
 
     event.listen(get_engine(), "before_cursor_execute", seen)
     try:
         result = run()
     finally:
         event.remove(get_engine(), "before_cursor_execute", seen)
+    return result, sent
+
+
+def _statements(run):  # noqa: ANN001, ANN202
+    """What ``run()`` returns, and the statements it sent (the writer's BEGIN on SQLite, a
+    statement there, left out: PostgreSQL's goes with the connection)."""
+    result, sent = _sent(run)
+    statements = [" ".join(statement.split()) for statement, _ in sent]
     return result, [s for s in statements if not s.startswith("BEGIN")]
 
 
@@ -72,21 +80,10 @@ PAST_LEASES = re.compile(r"EXISTS \(SELECT \S+\s+FROM assignments\s+WHERE "
                          r"assignments\.item_id = items\.id AND assignments\.user_id = ")
 
 
-def _sent(run):  # noqa: ANN001, ANN202
-    """The statements ``run()`` sent that check a labeler's past leases, as sent: (SQL, the
-    driver's parameters)."""
-    sent: list[tuple[str, object]] = []
-
-    def seen(conn, cursor, statement, parameters, *args) -> None:  # noqa: ANN001, ANN002
-        if PAST_LEASES.search(statement):
-            sent.append((statement, parameters))
-
-    event.listen(get_engine(), "before_cursor_execute", seen)
-    try:
-        run()
-    finally:
-        event.remove(get_engine(), "before_cursor_execute", seen)
-    return sent
+def _checking_past_leases(run):  # noqa: ANN001, ANN202
+    """``_sent``, keeping the statements that check a labeler's past leases."""
+    result, sent = _sent(run)
+    return result, [(sql, parameters) for sql, parameters in sent if PAST_LEASES.search(sql)]
 
 
 def _plan(db, statement: str, parameters) -> str:  # noqa: ANN001
@@ -132,13 +129,14 @@ def test_the_queue_checks_a_labelers_past_items_by_index_whatever_the_statistics
     with session_scope(write=True) as db:
         db.execute(text("ANALYZE items"))  # as after a large import (refresh_statistics)
     csrf = login(client, "lee@example.org")
-    pages: list[str] = []
-    sent = _sent(lambda: pages.append(take(client, project.id, csrf)))
-    assert f"Question number {had}?" in pages[0]  # the first item lee never had
-    sent += _sent(lambda: pages.append(submit(client, project.id, csrf, pages[0], scale="2")))
-    assert "Saved." in pages[1] and f"Question number {had + 1}?" in pages[1]
-    sent += _sent(lambda: write(repository.next_gold_item, project_id=project.id,
-                                user_id=lee.id))
+    page, leasing = _checking_past_leases(lambda: take(client, project.id, csrf))
+    assert f"Question number {had}?" in page  # the first item lee never had
+    page, submitting = _checking_past_leases(
+        lambda: submit(client, project.id, csrf, page, scale="2"))
+    assert "Saved." in page and f"Question number {had + 1}?" in page
+    _, gold = _checking_past_leases(
+        lambda: write(repository.next_gold_item, project_id=project.id, user_id=lee.id))
+    sent = [*leasing, *submitting, *gold]
     assert len(sent) == 3, sent
 
     probe = ("using uq_assignments_item_id_user_id" if backend == "postgresql"
